@@ -1,0 +1,8 @@
+//! fracture-host: the libraries behind the `fracture` command — dataset loading and splitting,
+//! the phantom generator, exploratory data analysis, and one module per subcommand.
+
+pub mod commands;
+pub mod dataset;
+pub mod eda;
+pub mod plot;
+pub mod synth;

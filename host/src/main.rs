@@ -1,0 +1,44 @@
+//! `fracture`: the host tool. A thin shell: parse the command line, hand over to
+//! `fracture_host::commands`.
+
+use clap::{Parser, Subcommand};
+use fracture_host::commands;
+
+/// Host tools of the bone-fracture detection appliance: synthetic data, dataset checks and
+/// splits, exploratory analysis, detection metrics (training, evaluation, export and engine
+/// building arrive with the detectors).
+///
+/// Typical first run:
+///   fracture synth --out data/phantoms --count 500 --seed 1
+///   fracture check --data data/phantoms
+///   fracture eda --data data/phantoms --out reports/eda
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write synthetic radiograph phantoms in the FracAtlas layout (tests and demos, never clinical).
+    Synth(commands::synth::SynthArgs),
+    /// Load a dataset, cross-check images, labels and dataset.csv, and report problems.
+    Check(commands::split::CheckArgs),
+    /// Stratified train/val/test split or k-fold assignment, duplicates kept together.
+    Split(commands::split::SplitArgs),
+    /// Exploratory data analysis: plots and report.md.
+    Eda(commands::eda::EdaArgs),
+    /// COCO-style detection metrics (the 12 stats, P/R/F1) from COCO json files.
+    Metrics(commands::metrics::MetricsArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Synth(args) => commands::synth::run(&args),
+        Command::Check(args) => commands::split::run_check(&args),
+        Command::Split(args) => commands::split::run(&args),
+        Command::Eda(args) => commands::eda::run(&args),
+        Command::Metrics(args) => commands::metrics::run(&args),
+    }
+}

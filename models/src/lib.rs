@@ -1,0 +1,10 @@
+//! fracture-models: the detectors (YOLOv11, Faster R-CNN ResNet50-FPN v2) in libtorch through
+//! `tch`, and everything around them that host tools and the device daemon must share so that
+//! training and deployment see the same numbers: pixel decoding, letterboxing, box geometry,
+//! detection metrics.
+
+pub mod boxes;
+pub mod letterbox;
+pub mod metrics;
+pub mod pixels;
+pub mod tensor;
