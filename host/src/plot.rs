@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
@@ -229,7 +230,6 @@ pub fn bar_chart(
         .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0f64, f64::max);
     let y_max = if max > 0.0 { max * 1.15 } else { 1.0 };
-    let centres: Vec<f64> = (0..n).map(|i| i as f64 + 0.5).collect();
     let group_width = 0.8;
     let bar_width = group_width / series.len().max(1) as f64;
 
@@ -239,7 +239,7 @@ pub fn bar_chart(
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d((0.0..n as f64).with_key_points(centres), 0.0..y_max)?;
+            .build_cartesian_2d(CategoryAxis { n }, 0.0..y_max)?;
         let name_of = |x: &f64| {
             let i = x.floor();
             if i >= 0.0 && (i as usize) < n {
@@ -298,6 +298,33 @@ pub fn bar_chart(
         }
         Ok(())
     })
+}
+
+/// The x axis of a bar chart: category `i` spans `[i, i + 1)`, ticks at the centres.
+struct CategoryAxis {
+    n: usize,
+}
+
+impl Ranged for CategoryAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let t = value / self.n.max(1) as f64;
+        limit.0 + (f64::from(limit.1 - limit.0) * t).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            (0..self.n).map(|i| i as f64 + 0.5).collect()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        0.0..self.n as f64
+    }
 }
 
 /// A histogram of `values` in `bins` equal bins over their range, y axis "count".
