@@ -1,0 +1,108 @@
+//! COCO json in and out: ground-truth files (images, annotations, categories) and result files
+//! (a list of `{image_id, category_id, bbox, score}`), with errors that name the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CocoImage {
+    pub id: i64,
+    #[serde(default)]
+    pub file_name: String,
+    #[serde(default)]
+    pub width: u32,
+    #[serde(default)]
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CocoAnnotation {
+    pub id: i64,
+    pub image_id: i64,
+    pub category_id: i64,
+    /// `[x, y, w, h]` in pixels.
+    pub bbox: [f64; 4],
+    /// Used for the small/medium/large ranges (pycocotools reads this field, not the box).
+    pub area: f64,
+    #[serde(default)]
+    pub iscrowd: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CocoCategory {
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A ground-truth file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CocoDataset {
+    pub images: Vec<CocoImage>,
+    #[serde(default)]
+    pub annotations: Vec<CocoAnnotation>,
+    #[serde(default)]
+    pub categories: Vec<CocoCategory>,
+}
+
+/// One detection of a result file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub image_id: i64,
+    pub category_id: i64,
+    /// `[x, y, w, h]` in pixels.
+    pub bbox: [f64; 4],
+    pub score: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CocoJsonError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a COCO {what} file: {source}")]
+    Parse { path: PathBuf, what: &'static str, source: serde_json::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn read(path: &Path) -> Result<String, CocoJsonError> {
+    std::fs::read_to_string(path)
+        .map_err(|source| CocoJsonError::Io { path: path.to_path_buf(), source })
+}
+
+/// Loads a ground-truth file; every number must be finite.
+pub fn load_ground_truth(path: &Path) -> Result<CocoDataset, CocoJsonError> {
+    let gt: CocoDataset = serde_json::from_str(&read(path)?).map_err(|source| {
+        CocoJsonError::Parse { path: path.to_path_buf(), what: "ground-truth", source }
+    })?;
+    if let Some(a) = gt
+        .annotations
+        .iter()
+        .find(|a| a.bbox.iter().any(|v| !v.is_finite()) || !a.area.is_finite())
+    {
+        return Err(CocoJsonError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("annotation {} has a non-finite box or area", a.id),
+        });
+    }
+    Ok(gt)
+}
+
+/// Loads a result file (a json list of detections); scores and boxes must be finite.
+pub fn load_detections(path: &Path) -> Result<Vec<Detection>, CocoJsonError> {
+    let dets: Vec<Detection> = serde_json::from_str(&read(path)?).map_err(|source| {
+        CocoJsonError::Parse { path: path.to_path_buf(), what: "results", source }
+    })?;
+    if let Some((i, _)) = dets
+        .iter()
+        .enumerate()
+        .find(|(_, d)| !d.score.is_finite() || d.bbox.iter().any(|v| !v.is_finite()))
+    {
+        return Err(CocoJsonError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("detection #{i} has a non-finite score or box"),
+        });
+    }
+    Ok(dets)
+}
