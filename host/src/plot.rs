@@ -22,6 +22,15 @@ const DESC_SIZE: f64 = 20.0;
 const LABEL_SIZE: f64 = 17.0;
 const ANNOTATION_SIZE: f64 = 15.0;
 
+const LIGHT_GRID: RGBColor = RGBColor(242, 242, 242);
+const BOLD_GRID: RGBColor = RGBColor(200, 200, 200);
+
+/// Y-axis label count for a count axis up to `y_max`: at most one per integer, so small counts
+/// get no fractional ticks.
+fn count_ticks(y_max: f64) -> usize {
+    (y_max.floor().max(0.0) as usize + 1).clamp(2, 10)
+}
+
 /// Series colours, in order (distinguishable, colour-blind friendly "tab10" hues).
 pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -42,10 +51,7 @@ pub enum PlotError {
     #[error("drawing failed: {0}")]
     Draw(String),
     #[error("{path}: cannot write PNG: {source}")]
-    Save {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Save { path: PathBuf, source: image::ImageError },
     #[error("bad chart input: {0}")]
     Input(String),
 }
@@ -72,9 +78,7 @@ pub fn text_style(size: f64) -> TextStyle<'static> {
 }
 
 fn title_style() -> TextStyle<'static> {
-    (FONT, TITLE_SIZE, FontStyle::Bold)
-        .into_font()
-        .color(&BLACK)
+    (FONT, TITLE_SIZE, FontStyle::Bold).into_font().color(&BLACK)
 }
 
 /// Draws onto a fresh white `width`×`height` canvas and writes it to `path` as PNG.
@@ -109,14 +113,11 @@ pub fn save_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<(), 
         image::ExtendedColorType::Rgb8,
         image::ImageFormat::Png,
     )
-    .map_err(|source| PlotError::Save {
-        path: path.to_path_buf(),
-        source,
-    })
+    .map_err(|source| PlotError::Save { path: path.to_path_buf(), source })
 }
 
-/// Short tick label: integers without decimals, others with at most three significant decimals,
-/// large values with a k/M suffix.
+/// Short tick label: integers without decimals, large values with a k/M suffix, others with two
+/// decimals, or three significant digits below 1.
 pub fn tick(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
@@ -127,17 +128,17 @@ pub fn tick(v: f64) -> String {
         format!("{}", v.round())
     } else if a >= 1.0 {
         trim(format!("{v:.2}"))
+    } else if a > 0.0 {
+        // Three significant digits, at most six decimals.
+        let decimals = (2.0 - a.log10().floor()).clamp(3.0, 6.0) as usize;
+        trim(format!("{v:.decimals$}"))
     } else {
-        trim(format!("{v:.3}"))
+        "0".into()
     }
 }
 
 fn trim(s: String) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// Equal-width bins over `[lo, hi]`; values outside are clamped into the end bins.
@@ -153,9 +154,8 @@ impl Binned {
     /// unit around the value when all values are equal).
     pub fn new(values: &[f64], bins: usize) -> Self {
         let finite = values.iter().copied().filter(|v| v.is_finite());
-        let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+        let (lo, hi) =
+            finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         Self::with_range(values, bins, lo, hi)
     }
 
@@ -214,9 +214,7 @@ pub fn bar_chart(
     labels: BarLabels,
 ) -> Result<(), PlotError> {
     if categories.is_empty() {
-        return Err(PlotError::Input(format!(
-            "bar chart '{title}' has no categories"
-        )));
+        return Err(PlotError::Input(format!("bar chart '{title}' has no categories")));
     }
     if let Some((name, _)) = series.iter().find(|(_, v)| v.len() != categories.len()) {
         return Err(PlotError::Input(format!(
@@ -225,10 +223,7 @@ pub fn bar_chart(
         )));
     }
     let n = categories.len();
-    let max = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0f64, f64::max);
+    let max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0f64, f64::max);
     let y_max = if max > 0.0 { max * 1.15 } else { 1.0 };
     let group_width = 0.8;
     let bar_width = group_width / series.len().max(1) as f64;
@@ -242,17 +237,16 @@ pub fn bar_chart(
             .build_cartesian_2d(CategoryAxis { n }, 0.0..y_max)?;
         let name_of = |x: &f64| {
             let i = x.floor();
-            if i >= 0.0 && (i as usize) < n {
-                categories[i as usize].to_string()
-            } else {
-                tick(*x)
-            }
+            if i >= 0.0 && (i as usize) < n { categories[i as usize].to_string() } else { tick(*x) }
         };
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_label_formatter(&name_of)
+            .y_labels(count_ticks(y_max))
             .y_label_formatter(&|v| tick(*v))
+            .light_line_style(LIGHT_GRID)
+            .bold_line_style(BOLD_GRID)
             .y_desc(y_label)
             .label_style(text_style(LABEL_SIZE))
             .axis_desc_style(text_style(DESC_SIZE))
@@ -359,7 +353,10 @@ pub fn histogram_binned(
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(10)
+            .y_labels(count_ticks(y_max))
             .x_label_formatter(&|v| tick(*v))
+            .light_line_style(LIGHT_GRID)
+            .bold_line_style(BOLD_GRID)
             .y_label_formatter(&|v| tick(*v))
             .x_desc(x_label)
             .y_desc(y_label)
@@ -367,28 +364,18 @@ pub fn histogram_binned(
             .axis_desc_style(text_style(DESC_SIZE))
             .draw()?;
         let colour = PALETTE[0];
-        chart.draw_series(
-            binned
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, &c)| {
-                    let (a, b) = binned.edges(i);
-                    Rectangle::new([(a, 0.0), (b, c as f64)], colour.filled())
-                }),
-        )?;
-        chart.draw_series(
-            binned
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, &c)| {
-                    let (a, b) = binned.edges(i);
-                    Rectangle::new([(a, 0.0), (b, c as f64)], WHITE.stroke_width(1))
-                }),
-        )?;
+        chart.draw_series(binned.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(
+            |(i, &c)| {
+                let (a, b) = binned.edges(i);
+                Rectangle::new([(a, 0.0), (b, c as f64)], colour.filled())
+            },
+        ))?;
+        chart.draw_series(binned.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(
+            |(i, &c)| {
+                let (a, b) = binned.edges(i);
+                Rectangle::new([(a, 0.0), (b, c as f64)], WHITE.stroke_width(1))
+            },
+        ))?;
         Ok(())
     })
 }
@@ -412,7 +399,7 @@ pub fn heatmap(
     let max = grid.iter().flatten().copied().fold(0.0f64, f64::max);
     let scale = if max > 0.0 { max } else { 1.0 };
     render(path, 900, 820, |root| {
-        let titled = root.titled(title, title_style())?;
+        let titled = root.margin(12, 0, 0, 0).titled(title, title_style())?;
         let (left, right) = titled.split_horizontally(760);
         let mut chart = ChartBuilder::on(&left)
             .margin(20)
@@ -453,14 +440,8 @@ pub fn heatmap(
             .draw()?;
         let steps = 100;
         bar.draw_series((0..steps).map(|i| {
-            let (a, b) = (
-                scale * i as f64 / steps as f64,
-                scale * (i + 1) as f64 / steps as f64,
-            );
-            Rectangle::new(
-                [(0.0, a), (1.0, b)],
-                colour_map(i as f64 / (steps - 1) as f64).filled(),
-            )
+            let (a, b) = (scale * i as f64 / steps as f64, scale * (i + 1) as f64 / steps as f64);
+            Rectangle::new([(0.0, a), (1.0, b)], colour_map(i as f64 / (steps - 1) as f64).filled())
         }))?;
         Ok(())
     })
@@ -475,11 +456,7 @@ pub fn colour_map(t: f64) -> RGBColor {
         (94.0, 201.0, 98.0),
         (253.0, 231.0, 37.0),
     ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let x = t * (STOPS.len() - 1) as f64;
     let i = (x.floor() as usize).min(STOPS.len() - 2);
     let f = x - i as f64;
@@ -490,16 +467,10 @@ pub fn colour_map(t: f64) -> RGBColor {
 
 /// Bounds of every point of every series, padded by 5 % (a unit range when empty or flat).
 fn bounds(series: &[(&str, Vec<(f64, f64)>)]) -> ((f64, f64), (f64, f64)) {
-    let pts = series
-        .iter()
-        .flat_map(|(_, p)| p.iter())
-        .filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    );
+    let pts =
+        series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) =
+        (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in pts {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
@@ -543,18 +514,17 @@ fn xy_chart(
             .configure_mesh()
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))
+            .max_light_lines(4)
+            .light_line_style(LIGHT_GRID)
+            .bold_line_style(BOLD_GRID)
             .x_desc(x_label)
             .y_desc(y_label)
             .label_style(text_style(LABEL_SIZE))
             .axis_desc_style(text_style(DESC_SIZE))
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         for (s, (name, points)) in series.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
-            let finite = points
-                .iter()
-                .copied()
-                .filter(|(x, y)| x.is_finite() && y.is_finite());
+            let finite = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
             let drawn = match marks {
                 Marks::Lines => {
                     chart.draw_series(LineSeries::new(finite, colour.stroke_width(2)))?
@@ -612,12 +582,7 @@ mod tests {
 
     #[test]
     fn binned_counts_and_edges() {
-        let b = Binned::with_range(
-            &[0.0, 0.1, 0.5, 0.99, 1.0, 2.0, -1.0, f64::NAN],
-            4,
-            0.0,
-            1.0,
-        );
+        let b = Binned::with_range(&[0.0, 0.1, 0.5, 0.99, 1.0, 2.0, -1.0, f64::NAN], 4, 0.0, 1.0);
         // [0,.25) gets 0, 0.1, -1 (clamped); [.5,.75) gets 0.5; last bin 0.99, 1.0, 2.0 (clamped).
         assert_eq!(b.counts, vec![3, 0, 1, 3]);
         assert_eq!(b.total(), 7);
@@ -637,6 +602,9 @@ mod tests {
         assert_eq!(tick(250_000.0), "250k");
         assert_eq!(tick(1_500_000.0), "1.5M");
         assert_eq!(tick(150.4), "150");
+        assert_eq!(tick(0.00123), "0.00123");
+        assert_eq!(tick(0.0594), "0.0594");
+        assert_eq!(tick(1e-17), "0");
     }
 
     #[test]
@@ -660,13 +628,7 @@ mod tests {
         )?;
         histogram(&p("hist.png"), "Hist", "value", &[1.0, 2.0, 2.5, 9.0], 8)?;
         histogram(&p("hist_empty.png"), "Empty", "value", &[], 8)?;
-        heatmap(
-            &p("heat.png"),
-            "Heat",
-            "x",
-            "y",
-            &[vec![0.0, 1.0], vec![2.0, 3.0]],
-        )?;
+        heatmap(&p("heat.png"), "Heat", "x", "y", &[vec![0.0, 1.0], vec![2.0, 3.0]])?;
         line_chart(
             &p("line.png"),
             "Line",
@@ -674,34 +636,14 @@ mod tests {
             "loss",
             &[("train", vec![(0.0, 1.0), (1.0, 0.5)])],
         )?;
-        scatter(
-            &p("scatter.png"),
-            "Scatter",
-            "w",
-            "h",
-            &[("a", vec![(1.0, 2.0)]), ("b", vec![])],
-        )?;
-        for name in [
-            "bar.png",
-            "hist.png",
-            "hist_empty.png",
-            "line.png",
-            "scatter.png",
-        ] {
+        scatter(&p("scatter.png"), "Scatter", "w", "h", &[("a", vec![(1.0, 2.0)]), ("b", vec![])])?;
+        for name in ["bar.png", "hist.png", "hist_empty.png", "line.png", "scatter.png"] {
             let img = decode(&p(name));
             assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT), "{name}");
         }
         assert_eq!(decode(&p("heat.png")).width(), 900);
         assert!(
-            bar_chart(
-                &p("x.png"),
-                "Bad",
-                "n",
-                &["a"],
-                &[("s", vec![])],
-                BarLabels::None
-            )
-            .is_err()
+            bar_chart(&p("x.png"), "Bad", "n", &["a"], &[("s", vec![])], BarLabels::None).is_err()
         );
         assert!(heatmap(&p("x.png"), "Bad", "x", "y", &[]).is_err());
         Ok(())

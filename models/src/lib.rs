@@ -6,5 +6,7 @@
 pub mod boxes;
 pub mod letterbox;
 pub mod metrics;
+pub mod nms;
 pub mod pixels;
 pub mod tensor;
+pub mod yolo;

@@ -37,10 +37,7 @@ pub fn run(args: &EdaArgs) -> anyhow::Result<()> {
         dataset.box_count(),
         dataset.issues.len()
     );
-    let options = EdaOptions {
-        grid_size: args.grid,
-        seed: args.seed,
-    };
+    let options = EdaOptions { grid_size: args.grid, seed: args.seed };
     let summary = run_eda(&dataset, &args.out, &options)
         .with_context(|| format!("writing the EDA to {}", args.out.display()))?;
     if let Some(i) = &summary.stats.intensity
@@ -51,11 +48,7 @@ pub fn run(args: &EdaArgs) -> anyhow::Result<()> {
             i.unreadable.len()
         );
     }
-    println!(
-        "wrote {} charts and {}",
-        summary.charts.len(),
-        summary.json.display()
-    );
+    println!("wrote {} charts and {}", summary.charts.len(), summary.json.display());
     println!("report: {}", summary.report.display());
     Ok(())
 }

@@ -204,7 +204,8 @@ mod tests {
             assert_eq!(train.len() + val.len(), 1000);
             assert!((val.len() as i64 - 200).abs() <= 10, "fold {f}: {}", val.len());
             let fr = val.iter().filter(|&&i| ds.images[i].meta.is_fractured()).count();
-            assert!((fr as i64 - 200).abs() <= 8, "fold {f}: {fr} fractured");
+            // 200 fractured images in all: 40 per fold
+            assert!((fr as i64 - 40).abs() <= 3, "fold {f}: {fr} fractured");
         }
         assert!(stratified_kfold(&ds, 1, 1).is_err());
         assert!(stratified_split(&ds, 0.6, 0.5, 1).is_err());

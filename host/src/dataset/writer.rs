@@ -218,7 +218,10 @@ impl DatasetWriter {
 
         let csv_path = self.layout.metadata_csv();
         let csv_err = |source| WriteError::Csv { path: csv_path.clone(), source };
-        let mut out = csv::Writer::from_path(&csv_path).map_err(csv_err)?;
+        // The header is written by hand so that even an empty set has one.
+        let mut out =
+            csv::WriterBuilder::new().has_headers(false).from_path(&csv_path).map_err(csv_err)?;
+        out.write_record(ImageMeta::COLUMNS).map_err(csv_err)?;
         for r in &written {
             out.serialize(&r.meta).map_err(csv_err)?;
         }
@@ -556,6 +559,17 @@ mod tests {
         assert!(!root.join("images/Fractured/IMG9999999.jpg").exists());
         assert!(root.join("notes.txt").exists());
         assert!(Dataset::load(root).unwrap().issues.is_empty());
+    }
+
+    #[test]
+    fn empty_set_still_has_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("empty");
+        let options = WriterOptions { format: ImageFormat::Jpeg8, split_seed: 1, replace: false };
+        let summary = DatasetWriter::create(&root, options).unwrap().finish().unwrap();
+        assert_eq!(summary.images, 0);
+        let data = Dataset::load(&root).unwrap();
+        assert!(data.images.is_empty() && data.issues.is_empty());
     }
 
     #[test]

@@ -45,14 +45,8 @@ fn by_class_chart(path: &Path, title: &str, rows: &[ByClass]) -> Result<(), Plot
         "images",
         &names,
         &[
-            (
-                "fractured",
-                rows.iter().map(|r| r.fractured as f64).collect(),
-            ),
-            (
-                "non-fractured",
-                rows.iter().map(|r| r.non_fractured as f64).collect(),
-            ),
+            ("fractured", rows.iter().map(|r| r.fractured as f64).collect()),
+            ("non-fractured", rows.iter().map(|r| r.non_fractured as f64).collect()),
         ],
         BarLabels::Value,
     )
@@ -75,11 +69,7 @@ impl Hist<'_> {
             self.y_label,
             &dist.histogram,
         )?;
-        Ok(Figure {
-            file: self.file.into(),
-            title: self.title.into(),
-            caption,
-        })
+        Ok(Figure { file: self.file.into(), title: self.title.into(), caption })
     }
 }
 
@@ -118,14 +108,8 @@ pub fn draw_dataset_charts(
     let file = "body_parts.png";
     let title = "Body parts by class";
     by_class_chart(&out.join(file), title, &stats.body_parts)?;
-    let most = stats
-        .body_parts
-        .iter()
-        .max_by_key(|b| b.fractured + b.non_fractured);
-    let least = stats
-        .body_parts
-        .iter()
-        .min_by_key(|b| b.fractured + b.non_fractured);
+    let most = stats.body_parts.iter().max_by_key(|b| b.fractured + b.non_fractured);
+    let least = stats.body_parts.iter().min_by_key(|b| b.fractured + b.non_fractured);
     figures.push(Figure {
         file: file.into(),
         title: title.into(),
@@ -160,14 +144,9 @@ pub fn draw_dataset_charts(
 
     let file = "fractures_per_image.png";
     let title = "Fracture boxes per fractured image";
-    let names: Vec<String> = (0..stats.boxes_per_fractured_image.len().max(1))
-        .map(|n| n.to_string())
-        .collect();
-    let mut counts: Vec<f64> = stats
-        .boxes_per_fractured_image
-        .iter()
-        .map(|&n| n as f64)
-        .collect();
+    let names: Vec<String> =
+        (0..stats.boxes_per_fractured_image.len().max(1)).map(|n| n.to_string()).collect();
+    let mut counts: Vec<f64> = stats.boxes_per_fractured_image.iter().map(|&n| n as f64).collect();
     counts.resize(names.len(), 0.0);
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     plot::bar_chart(
@@ -295,18 +274,9 @@ pub fn draw_dataset_charts(
 
     let file = "box_centres.png";
     let title = "Box centres (normalised image coordinates)";
-    let grid: Vec<Vec<f64>> = b
-        .centres
-        .iter()
-        .map(|row| row.iter().map(|&n| n as f64).collect())
-        .collect();
-    plot::heatmap(
-        &out.join(file),
-        title,
-        "x / image width",
-        "y / image height (0 = top)",
-        &grid,
-    )?;
+    let grid: Vec<Vec<f64>> =
+        b.centres.iter().map(|row| row.iter().map(|&n| n as f64).collect()).collect();
+    plot::heatmap(&out.join(file), title, "x / image width", "y / image height (0 = top)", &grid)?;
     let n = b.centres.len();
     let inner = |i: usize| (n / 4..n - n / 4).contains(&i);
     let central: u64 = b
@@ -314,12 +284,7 @@ pub fn draw_dataset_charts(
         .iter()
         .enumerate()
         .filter(|(r, _)| inner(*r))
-        .flat_map(|(_, row)| {
-            row.iter()
-                .enumerate()
-                .filter(|(c, _)| inner(*c))
-                .map(|(_, v)| *v)
-        })
+        .flat_map(|(_, row)| row.iter().enumerate().filter(|(c, _)| inner(*c)).map(|(_, v)| *v))
         .sum();
     let total: u64 = b.centres.iter().flatten().sum();
     figures.push(Figure {
@@ -346,10 +311,7 @@ pub fn draw_dataset_charts(
         title,
         "width (px)",
         "height (px)",
-        &[
-            ("fractured", points(true)),
-            ("non-fractured", points(false)),
-        ],
+        &[("fractured", points(true)), ("non-fractured", points(false))],
     )?;
     let s = &stats.image_sizes;
     figures.push(Figure {
@@ -358,11 +320,9 @@ pub fn draw_dataset_charts(
         caption: format!(
             "Width against height of every image, by class: {} distinct sizes{}.",
             s.distinct,
-            s.most_common
-                .first()
-                .map_or(String::new(), |(size, n)| format!(
-                    ", the most common {size} ({n} images)"
-                ))
+            s.most_common.first().map_or(String::new(), |(size, n)| format!(
+                ", the most common {size} ({n} images)"
+            ))
         ),
     });
     Ok(figures)
@@ -375,11 +335,9 @@ pub fn draw_intensity_charts(
 ) -> Result<Vec<Figure>, PlotError> {
     let mut figures = Vec::new();
     let class_gap = match (intensity.mean_fractured, intensity.mean_non_fractured) {
-        (Some(f), Some(n)) => format!(
-            "; fractured images average {}, non-fractured {}",
-            fmt(f),
-            fmt(n)
-        ),
+        (Some(f), Some(n)) => {
+            format!("; fractured images average {}, non-fractured {}", fmt(f), fmt(n))
+        }
         _ => String::new(),
     };
     figures.push(

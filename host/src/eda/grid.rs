@@ -192,11 +192,7 @@ pub fn draw(dataset: &Dataset, chosen: &[usize], path: &Path) -> Result<usize, P
         for (k, (&i, (_, ok))) in chosen.iter().zip(&tiles).enumerate() {
             let r = &dataset.images[i];
             let (x, y) = origin(k);
-            let class = if r.meta.is_fractured() {
-                "fractured"
-            } else {
-                "non-fractured"
-            };
+            let class = if r.meta.is_fractured() { "fractured" } else { "non-fractured" };
             let mut caption = format!(
                 "{} · {} · {}",
                 crate::dataset::layout::stem(&r.meta.image_id),
@@ -204,22 +200,14 @@ pub fn draw(dataset: &Dataset, chosen: &[usize], path: &Path) -> Result<usize, P
                 r.meta.primary_part_name()
             );
             if !ok {
-                caption = format!(
-                    "{} (unreadable)",
-                    crate::dataset::layout::stem(&r.meta.image_id)
-                );
+                caption =
+                    format!("{} (unreadable)", crate::dataset::layout::stem(&r.meta.image_id));
             }
-            let colour = if r.meta.is_fractured() {
-                RGBColor(180, 0, 0)
-            } else {
-                BLACK
-            };
+            let colour = if r.meta.is_fractured() { RGBColor(180, 0, 0) } else { BLACK };
             root.draw(&Text::new(
                 caption,
                 ((x + TILE / 2) as i32, (y + TILE + CAPTION / 2) as i32),
-                plot::text_style(14.0)
-                    .color(&colour)
-                    .pos(Pos::new(HPos::Center, VPos::Center)),
+                plot::text_style(14.0).color(&colour).pos(Pos::new(HPos::Center, VPos::Center)),
             ))?;
         }
         root.present()?;

@@ -62,17 +62,8 @@ pub fn measure(path: &Path) -> Result<ImageIntensity, String> {
     }
     let n = gray.data.len() as f64;
     let mean = gray.data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = gray
-        .data
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    Ok(ImageIntensity {
-        mean,
-        std: var.sqrt(),
-        bit_depth: gray.bit_depth,
-    })
+    let var = gray.data.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    Ok(ImageIntensity { mean, std: var.sqrt(), bit_depth: gray.bit_depth })
 }
 
 /// Decodes every image of the dataset (rayon) and summarises the intensities. `progress`
@@ -119,16 +110,10 @@ pub fn summarise(dataset: &Dataset, results: &[Result<ImageIntensity, String>]) 
                 } else {
                     non.push(m.mean)
                 }
-                if m.bit_depth > 8 {
-                    bit_depth_16 += 1
-                } else {
-                    bit_depth_8 += 1
-                }
+                if m.bit_depth > 8 { bit_depth_16 += 1 } else { bit_depth_8 += 1 }
             }
-            Err(error) => unreadable.push(Unreadable {
-                image_id: record.meta.image_id.clone(),
-                error: error.clone(),
-            }),
+            Err(error) => unreadable
+                .push(Unreadable { image_id: record.meta.image_id.clone(), error: error.clone() }),
         }
     }
     let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -151,27 +136,13 @@ mod tests {
     #[test]
     fn summarises_results_in_order() {
         let ds = small_dataset();
-        let ok = |mean, bit_depth| {
-            Ok(ImageIntensity {
-                mean,
-                std: 0.1,
-                bit_depth,
-            })
-        };
-        let results = vec![
-            ok(0.2, 8),
-            ok(0.4, 16),
-            ok(0.6, 8),
-            Err("corrupt".to_string()),
-        ];
+        let ok = |mean, bit_depth| Ok(ImageIntensity { mean, std: 0.1, bit_depth });
+        let results = vec![ok(0.2, 8), ok(0.4, 16), ok(0.6, 8), Err("corrupt".to_string())];
         let s = summarise(&ds, &results);
         assert_eq!((s.bit_depth_8, s.bit_depth_16), (2, 1));
         assert_eq!(
             s.unreadable,
-            vec![Unreadable {
-                image_id: "IMG4".into(),
-                error: "corrupt".into()
-            }]
+            vec![Unreadable { image_id: "IMG4".into(), error: "corrupt".into() }]
         );
         assert!((s.mean_fractured.unwrap_or(0.0) - 0.3).abs() < 1e-12);
         assert!((s.mean_non_fractured.unwrap_or(0.0) - 0.6).abs() < 1e-12);

@@ -41,10 +41,7 @@ pub struct EdaOptions {
 
 impl Default for EdaOptions {
     fn default() -> Self {
-        Self {
-            grid_size: 16,
-            seed: 0,
-        }
+        Self { grid_size: 16, seed: 0 }
     }
 }
 
@@ -75,10 +72,7 @@ pub struct EdaSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum EdaError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Plot(#[from] PlotError),
     #[error("cannot serialise the EDA numbers: {0}")]
@@ -86,10 +80,7 @@ pub enum EdaError {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), EdaError> {
-    std::fs::write(path, bytes).map_err(|source| EdaError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, bytes).map_err(|source| EdaError::Io { path: path.to_path_buf(), source })
 }
 
 /// Runs the whole EDA on a loaded dataset and writes charts, `eda.json` and `report.md` into
@@ -100,10 +91,8 @@ pub fn run_eda(
     out: &Path,
     options: &EdaOptions,
 ) -> Result<EdaSummary, EdaError> {
-    std::fs::create_dir_all(out).map_err(|source| EdaError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(out)
+        .map_err(|source| EdaError::Io { path: out.to_path_buf(), source })?;
     let dataset_stats = DatasetStats::compute(dataset);
     let intensity = intensity::measure_all(dataset, true);
 
@@ -112,14 +101,9 @@ pub fn run_eda(
 
     let chosen = grid::choose(dataset, options.grid_size, options.seed);
     let shown = grid::draw(dataset, &chosen, &out.join(GRID_FILE))?;
-    let example_grid: Vec<String> = chosen
-        .iter()
-        .map(|&i| dataset.images[i].meta.image_id.clone())
-        .collect();
-    let fractured_shown = chosen
-        .iter()
-        .filter(|&&i| dataset.images[i].meta.is_fractured())
-        .count();
+    let example_grid: Vec<String> =
+        chosen.iter().map(|&i| dataset.images[i].meta.image_id.clone()).collect();
+    let fractured_shown = chosen.iter().filter(|&&i| dataset.images[i].meta.is_fractured()).count();
     figures.push(Figure {
         file: GRID_FILE.into(),
         title: "Example images with fracture boxes".into(),
@@ -145,12 +129,7 @@ pub fn run_eda(
     let report = out.join(REPORT_FILE);
     write(&report, report::render(&stats, &stats.figures).as_bytes())?;
     let charts = stats.figures.iter().map(|f| out.join(&f.file)).collect();
-    Ok(EdaSummary {
-        stats,
-        report,
-        json,
-        charts,
-    })
+    Ok(EdaSummary { stats, report, json, charts })
 }
 
 #[cfg(test)]
@@ -183,24 +162,13 @@ mod tests {
                         .save(&path)?
                 }
             }
-            let boxes = if fractured {
-                vec![bx(5.0, 6.0, 40.0, 30.0)]
-            } else {
-                vec![]
-            };
-            let mut r = record(
-                meta(id, [1, 0, 0, 0, 0], fractured, boxes.len() as u32),
-                (w, h),
-                boxes,
-            );
+            let boxes = if fractured { vec![bx(5.0, 6.0, 40.0, 30.0)] } else { vec![] };
+            let mut r =
+                record(meta(id, [1, 0, 0, 0, 0], fractured, boxes.len() as u32), (w, h), boxes);
             r.path = path;
             images.push(r);
         }
-        Ok(Dataset {
-            root: dir.to_path_buf(),
-            images,
-            issues: vec![],
-        })
+        Ok(Dataset { root: dir.to_path_buf(), images, issues: vec![] })
     }
 
     #[test]
@@ -210,14 +178,7 @@ mod tests {
         std::fs::create_dir_all(&data)?;
         let ds = dataset_on_disk(&data)?;
         let out = dir.path().join("out");
-        let summary = run_eda(
-            &ds,
-            &out,
-            &EdaOptions {
-                grid_size: 4,
-                seed: 3,
-            },
-        )?;
+        let summary = run_eda(&ds, &out, &EdaOptions { grid_size: 4, seed: 3 })?;
 
         let expected = [
             "class_balance.png",
@@ -241,10 +202,7 @@ mod tests {
         for name in expected {
             let img = image::open(out.join(name)).map_err(|e| format!("{name}: {e}"))?;
             assert!(img.width() > 100 && img.height() > 100, "{name}");
-            assert!(
-                report.contains(&format!("]({name})")),
-                "report lacks {name}"
-            );
+            assert!(report.contains(&format!("]({name})")), "report lacks {name}");
         }
         assert_eq!(summary.charts.len(), expected.len());
 
@@ -255,9 +213,7 @@ mod tests {
         assert_eq!(json["intensity"]["unreadable"][0]["image_id"], "IMG5.png");
         assert_eq!(json["example_grid"].as_array().map(Vec::len), Some(4));
         assert!(
-            json["example_grid"][0]
-                .as_str()
-                .is_some_and(|id| id == "IMG1.png" || id == "IMG2.png")
+            json["example_grid"][0].as_str().is_some_and(|id| id == "IMG1.png" || id == "IMG2.png")
         );
         Ok(())
     }
@@ -265,11 +221,7 @@ mod tests {
     #[test]
     fn run_eda_on_an_empty_dataset() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let ds = Dataset {
-            root: dir.path().to_path_buf(),
-            images: vec![],
-            issues: vec![],
-        };
+        let ds = Dataset { root: dir.path().to_path_buf(), images: vec![], issues: vec![] };
         let summary = run_eda(&ds, &dir.path().join("out"), &EdaOptions::default())?;
         assert!(summary.charts.iter().all(|p| p.is_file()));
         Ok(())

@@ -21,9 +21,8 @@ fn count_pct(n: usize, total: usize) -> String {
 }
 
 fn min_med_max(s: &Option<Summary>) -> String {
-    s.as_ref().map_or("–".into(), |s| {
-        format!("{} / {} / {}", tick(s.min), tick(s.median), tick(s.max))
-    })
+    s.as_ref()
+        .map_or("–".into(), |s| format!("{} / {} / {}", tick(s.min), tick(s.median), tick(s.max)))
 }
 
 fn by_class_table(md: &mut String, first: &str, rows: &[&ByClass], fractured: usize, non: usize) {
@@ -75,50 +74,23 @@ pub fn render(stats: &EdaStats, figures: &[Figure]) -> String {
             "–".into()
         },
     );
-    row(
-        "non-fractured images with boxes",
-        d.non_fractured_with_boxes.to_string(),
-    );
+    row("non-fractured images with boxes", d.non_fractured_with_boxes.to_string());
     row(
         "images with no body-part flag",
         (d.no_body_part.fractured + d.no_body_part.non_fractured).to_string(),
     );
-    row(
-        "image width, px (min / median / max)",
-        min_med_max(&d.image_sizes.width),
-    );
-    row(
-        "image height, px (min / median / max)",
-        min_med_max(&d.image_sizes.height),
-    );
+    row("image width, px (min / median / max)", min_med_max(&d.image_sizes.width));
+    row("image height, px (min / median / max)", min_med_max(&d.image_sizes.height));
     row("distinct image sizes", d.image_sizes.distinct.to_string());
-    row(
-        "box width, px (min / median / max)",
-        min_med_max(&d.boxes.width_px.summary),
-    );
-    row(
-        "box height, px (min / median / max)",
-        min_med_max(&d.boxes.height_px.summary),
-    );
-    row(
-        "box area / image area (min / median / max)",
-        min_med_max(&d.boxes.area_rel.summary),
-    );
+    row("box width, px (min / median / max)", min_med_max(&d.boxes.width_px.summary));
+    row("box height, px (min / median / max)", min_med_max(&d.boxes.height_px.summary));
+    row("box area / image area (min / median / max)", min_med_max(&d.boxes.area_rel.summary));
     match &stats.intensity {
         Some(i) => {
-            row(
-                "8-bit / 16-bit images",
-                format!("{} / {}", i.bit_depth_8, i.bit_depth_16),
-            );
+            row("8-bit / 16-bit images", format!("{} / {}", i.bit_depth_8, i.bit_depth_16));
             row("unreadable images", i.unreadable.len().to_string());
-            row(
-                "mean gray value per image (min / median / max)",
-                min_med_max(&i.mean.summary),
-            );
-            row(
-                "gray-value std per image (min / median / max)",
-                min_med_max(&i.std.summary),
-            );
+            row("mean gray value per image (min / median / max)", min_med_max(&i.mean.summary));
+            row("gray-value std per image (min / median / max)", min_med_max(&i.std.summary));
         }
         None => row("pixel statistics", "not computed".into()),
     }
@@ -146,10 +118,7 @@ pub fn render(stats: &EdaStats, figures: &[Figure]) -> String {
     by_class_table(&mut md, "flag", &flags, c.fractured, c.non_fractured);
 
     let _ = writeln!(md, "## Box geometry\n");
-    let _ = writeln!(
-        md,
-        "| quantity | boxes | min | 5% | median | mean | 95% | max |"
-    );
+    let _ = writeln!(md, "| quantity | boxes | min | 5% | median | mean | 95% | max |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     let b = &d.boxes;
     for (name, dist) in [
@@ -184,10 +153,8 @@ pub fn render(stats: &EdaStats, figures: &[Figure]) -> String {
 
     let _ = writeln!(md, "## Integrity issues\n");
     if issues.rows.is_empty() {
-        let _ = writeln!(
-            md,
-            "None found: no duplicate files, and folders, flags and labels agree.\n"
-        );
+        let _ =
+            writeln!(md, "None found: no duplicate files, and folders, flags and labels agree.\n");
     } else {
         let _ = writeln!(md, "| kind | count |\n|---|---:|");
         for (kind, n) in &issues.by_kind {
@@ -226,11 +193,7 @@ pub fn render(stats: &EdaStats, figures: &[Figure]) -> String {
 
     let _ = writeln!(md, "## Figures\n");
     for f in figures {
-        let _ = writeln!(
-            md,
-            "### {}\n\n![{}]({})\n\n{}\n",
-            f.title, f.title, f.file, f.caption
-        );
+        let _ = writeln!(md, "### {}\n\n![{}]({})\n\n{}\n", f.title, f.title, f.file, f.caption);
     }
     md
 }

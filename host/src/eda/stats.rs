@@ -72,23 +72,13 @@ pub struct Distribution {
 impl Distribution {
     /// Histogram over `[0, max]` (quantities that are never negative).
     pub fn from_zero(values: &[f64], bins: usize) -> Self {
-        let max = values
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max);
-        Self {
-            summary: Summary::of(values),
-            histogram: Binned::with_range(values, bins, 0.0, max),
-        }
+        let max = values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+        Self { summary: Summary::of(values), histogram: Binned::with_range(values, bins, 0.0, max) }
     }
 
     /// Histogram over the data's own range.
     pub fn over_range(values: &[f64], bins: usize) -> Self {
-        Self {
-            summary: Summary::of(values),
-            histogram: Binned::new(values, bins),
-        }
+        Self { summary: Summary::of(values), histogram: Binned::new(values, bins) }
     }
 }
 
@@ -176,8 +166,11 @@ pub struct DatasetStats {
     pub integrity: Integrity,
 }
 
+/// Reads one 0/1 column of a dataset.csv row.
+pub type FlagColumn = fn(&ImageMeta) -> u8;
+
 /// Column name and accessor of the non-body-part flags, in report order.
-pub const FLAGS: [(&str, fn(&ImageMeta) -> u8); 5] = [
+pub const FLAGS: [(&str, FlagColumn); 5] = [
     ("hardware", |m| m.hardware),
     ("multiscan", |m| m.multiscan),
     ("frontal", |m| m.frontal),
@@ -199,25 +192,17 @@ impl DatasetStats {
 
         let by_class = |name: &str, pred: &dyn Fn(&ImageMeta) -> bool| ByClass {
             name: name.to_string(),
-            fractured: images
-                .iter()
-                .filter(|r| r.meta.is_fractured() && pred(&r.meta))
-                .count(),
+            fractured: images.iter().filter(|r| r.meta.is_fractured() && pred(&r.meta)).count(),
             non_fractured: images
                 .iter()
                 .filter(|r| !r.meta.is_fractured() && pred(&r.meta))
                 .count(),
         };
-        let mut body_parts: Vec<ByClass> = BodyPart::ALL
-            .iter()
-            .map(|&p| by_class(p.name(), &|m| m.has_part(p)))
-            .collect();
+        let mut body_parts: Vec<ByClass> =
+            BodyPart::ALL.iter().map(|&p| by_class(p.name(), &|m| m.has_part(p))).collect();
         body_parts.push(by_class("mixed", &|m| m.mixed != 0));
         let no_body_part = by_class("none", &|m| m.body_parts().is_empty());
-        let flags = FLAGS
-            .iter()
-            .map(|(name, get)| by_class(name, &|m| get(m) != 0))
-            .collect();
+        let flags = FLAGS.iter().map(|(name, get)| by_class(name, &|m| get(m) != 0)).collect();
 
         let mut boxes_per_fractured_image = Vec::new();
         for r in images.iter().filter(|r| r.meta.is_fractured()) {
@@ -227,10 +212,8 @@ impl DatasetStats {
             }
             boxes_per_fractured_image[n] += 1;
         }
-        let non_fractured_with_boxes = images
-            .iter()
-            .filter(|r| !r.meta.is_fractured() && !r.boxes.is_empty())
-            .count();
+        let non_fractured_with_boxes =
+            images.iter().filter(|r| !r.meta.is_fractured() && !r.boxes.is_empty()).count();
 
         DatasetStats {
             classes,
@@ -248,11 +231,7 @@ impl DatasetStats {
 
 /// `part` as a percentage of `whole` (0 when `whole` is 0).
 pub fn percent(part: usize, whole: usize) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        100.0 * part as f64 / whole as f64
-    }
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
 }
 
 fn box_geometry(images: &[ImageRecord]) -> BoxGeometry {
@@ -338,10 +317,7 @@ fn yes_no(flag: bool, yes: &str, no: &str) -> String {
 
 fn integrity(dataset: &Dataset) -> Integrity {
     let id_of = |i: usize| {
-        dataset
-            .images
-            .get(i)
-            .map_or_else(|| format!("#{i}"), |r| r.meta.image_id.clone())
+        dataset.images.get(i).map_or_else(|| format!("#{i}"), |r| r.meta.image_id.clone())
     };
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut redundant_copies = 0;
@@ -366,47 +342,30 @@ fn integrity(dataset: &Dataset) -> Integrity {
                     ),
                 )
             }
-            IntegrityIssue::FolderMismatch {
-                image_id,
-                csv_fractured,
-                in_fractured_folder,
-            } => (
+            IntegrityIssue::FolderMismatch { image_id, csv_fractured, in_fractured_folder } => (
                 vec![image_id.clone()],
                 format!(
                     "dataset.csv says {}, file is in {}",
                     yes_no(*csv_fractured, "fractured", "non-fractured"),
-                    yes_no(
-                        *in_fractured_folder,
-                        "images/Fractured",
-                        "images/Non_fractured"
-                    )
+                    yes_no(*in_fractured_folder, "images/Fractured", "images/Non_fractured")
                 ),
             ),
-            IntegrityIssue::CountMismatch {
-                image_id,
-                csv_count,
-                label_boxes,
-            } => (
+            IntegrityIssue::CountMismatch { image_id, csv_count, label_boxes } => (
                 vec![image_id.clone()],
                 format!(
                     "fracture_count {csv_count} in dataset.csv, {label_boxes} boxes in the label"
                 ),
             ),
-            IntegrityIssue::LabelFlagMismatch {
-                image_id,
-                fractured,
-                label_boxes,
-            } => (
+            IntegrityIssue::LabelFlagMismatch { image_id, fractured, label_boxes } => (
                 vec![image_id.clone()],
                 format!(
                     "flagged {} with {label_boxes} boxes",
                     yes_no(*fractured, "fractured", "non-fractured")
                 ),
             ),
-            IntegrityIssue::MissingLabel { image_id, path } => (
-                vec![image_id.clone()],
-                format!("no YOLO label at {}", path.display()),
-            ),
+            IntegrityIssue::MissingLabel { image_id, path } => {
+                (vec![image_id.clone()], format!("no YOLO label at {}", path.display()))
+            }
             IntegrityIssue::Unlisted { path } => (
                 vec![path.file_name().map_or_else(
                     || path.display().to_string(),
@@ -415,17 +374,9 @@ fn integrity(dataset: &Dataset) -> Integrity {
                 format!("{} is not listed in dataset.csv", path.display()),
             ),
         };
-        rows.push(IssueRow {
-            kind: issue_kind(issue).to_string(),
-            images,
-            detail,
-        });
+        rows.push(IssueRow { kind: issue_kind(issue).to_string(), images, detail });
     }
-    Integrity {
-        by_kind,
-        redundant_copies,
-        rows,
-    }
+    Integrity { by_kind, redundant_copies, rows }
 }
 
 #[cfg(test)]
@@ -488,21 +439,14 @@ pub(crate) mod tests {
             record(meta("IMG4", [0, 0, 0, 0, 0], false, 0), (300, 100), vec![]),
         ];
         let issues = vec![
-            IntegrityIssue::Duplicate {
-                sha256: "ab".repeat(32),
-                images: vec![0, 2],
-            },
+            IntegrityIssue::Duplicate { sha256: "ab".repeat(32), images: vec![0, 2] },
             IntegrityIssue::FolderMismatch {
                 image_id: "IMG4".into(),
                 csv_fractured: false,
                 in_fractured_folder: true,
             },
         ];
-        Dataset {
-            root: PathBuf::from("/nonexistent"),
-            images,
-            issues,
-        }
+        Dataset { root: PathBuf::from("/nonexistent"), images, issues }
     }
 
     #[test]
@@ -528,32 +472,16 @@ pub(crate) mod tests {
                 boxes: 3
             }
         );
-        let parts: Vec<(&str, usize, usize)> = s
-            .body_parts
-            .iter()
-            .map(|b| (b.name.as_str(), b.fractured, b.non_fractured))
-            .collect();
+        let parts: Vec<(&str, usize, usize)> =
+            s.body_parts.iter().map(|b| (b.name.as_str(), b.fractured, b.non_fractured)).collect();
         assert_eq!(
             parts,
-            vec![
-                ("hand", 1, 1),
-                ("leg", 1, 0),
-                ("hip", 1, 0),
-                ("shoulder", 0, 0),
-                ("mixed", 1, 0)
-            ]
+            vec![("hand", 1, 1), ("leg", 1, 0), ("hip", 1, 0), ("shoulder", 0, 0), ("mixed", 1, 0)]
         );
-        assert_eq!(
-            (s.no_body_part.fractured, s.no_body_part.non_fractured),
-            (0, 1)
-        );
+        assert_eq!((s.no_body_part.fractured, s.no_body_part.non_fractured), (0, 1));
         let hardware = &s.flags[0];
         assert_eq!(
-            (
-                hardware.name.as_str(),
-                hardware.fractured,
-                hardware.non_fractured
-            ),
+            (hardware.name.as_str(), hardware.fractured, hardware.non_fractured),
             ("hardware", 1, 0)
         );
         let lateral = &s.flags[3];
@@ -593,15 +521,8 @@ pub(crate) mod tests {
         assert_eq!(s.integrity.by_kind.get("duplicate"), Some(&1));
         assert_eq!(s.integrity.by_kind.get("folder_mismatch"), Some(&1));
         assert_eq!(s.integrity.redundant_copies, 1);
-        assert_eq!(
-            s.integrity.rows[0].images,
-            vec!["IMG1".to_string(), "IMG3".to_string()]
-        );
-        assert!(
-            s.integrity.rows[0]
-                .detail
-                .contains("fractured / non-fractured")
-        );
+        assert_eq!(s.integrity.rows[0].images, vec!["IMG1".to_string(), "IMG3".to_string()]);
+        assert!(s.integrity.rows[0].detail.contains("fractured / non-fractured"));
         assert!(s.integrity.rows[1].detail.contains("images/Fractured"));
     }
 }

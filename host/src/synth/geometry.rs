@@ -134,7 +134,11 @@ impl Rect {
     }
     /// The pixel index ranges `(x0..x1, y0..y1)` whose centres may lie inside, clamped to an
     /// image of `w`×`h`. Empty ranges when the rectangle misses the image.
-    pub fn pixel_span(&self, w: usize, h: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    pub fn pixel_span(
+        &self,
+        w: usize,
+        h: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let clamp = |v: f32, hi: usize| -> usize {
             if v.is_nan() || v <= 0.0 {
                 0
@@ -172,9 +176,6 @@ impl Similarity {
         t.offset = target - t.linear(pivot);
         t
     }
-    pub fn identity() -> Similarity {
-        Similarity { m: [1.0, 0.0, 0.0, 1.0], offset: V2::default(), scale: 1.0 }
-    }
     /// The linear part only (for directions).
     pub fn linear(&self, p: V2) -> V2 {
         v2(self.m[0] * p.x + self.m[1] * p.y, self.m[2] * p.x + self.m[3] * p.y)
@@ -193,12 +194,6 @@ impl Similarity {
     pub fn mirrors(&self) -> bool {
         self.m[0] * self.m[3] - self.m[1] * self.m[2] < 0.0
     }
-}
-
-/// Hermite smoothstep of `x` between `e0` and `e1` (either order).
-pub fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
-    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
 }
 
 /// Distance from `p` to the segment `a`–`b`.

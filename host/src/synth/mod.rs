@@ -1,1 +1,590 @@
-//! (being written)
+//! Synthetic radiograph phantoms for tests, demos and benchmarks — never clinical. Each image is
+//! a posed body part (hand, leg, hip, shoulder) drawn from long bones with a bright cortical
+//! shell and darker marrow, compact and flat bones, soft tissue and sometimes metal hardware,
+//! with 0–3 fractures (lucent lines, cortical breaks, displaced fragments) and their boxes,
+//! exposed like a digital radiograph and stamped with side markers and a text line.
+//!
+//! Generation is deterministic per `(seed, index)`: image `index` draws from its own ChaCha8
+//! stream, so images can be made in any order, in parallel, and come out byte-identical.
+//!
+//! Submodules, one concept each: [`geometry`] (vectors, rectangles, the pose transform),
+//! [`raster`] (primitives and their bounding-box rasteriser), [`anatomy`] (body parts),
+//! [`fracture`] (fractures and their boxes), [`hardware`] (implants), [`exposure`] (from
+//! attenuation to display values), [`markers`] (burnt-in text with a bitmap font).
+
+mod anatomy;
+mod exposure;
+mod fracture;
+mod geometry;
+mod hardware;
+mod markers;
+mod raster;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dataset::record::{BodyPart, ImageMeta, PixelBox, View};
+use crate::dataset::writer::LabelledImage;
+use geometry::{Rect, Similarity, v2};
+use raster::{Canvas, Kind, Panel, Texture};
+
+/// Smallest and largest image side accepted.
+pub const MIN_SIDE: u32 = 96;
+pub const MAX_SIDE: u32 = 4096;
+
+/// Share of body parts, in `BodyPart::ALL` order (FracAtlas-like: hand and leg dominate).
+const PART_WEIGHTS: [f64; 4] = [0.4, 0.4, 0.1, 0.1];
+/// Share of projections: frontal, lateral, oblique.
+const VIEW_WEIGHTS: [f64; 3] = [0.57, 0.33, 0.10];
+/// Chance an image shows two body parts, or two views side by side.
+const MIXED_RATE: f64 = 0.05;
+const MULTISCAN_RATE: f64 = 0.05;
+/// Chance of metal hardware on fractured and on other images.
+const HARDWARE_RATE_FRACTURED: f64 = 0.12;
+const HARDWARE_RATE_OTHER: f64 = 0.035;
+/// Fractures per fractured image: 1, 2 or 3 (FracAtlas: 922 boxes on 717 images).
+const COUNT_WEIGHTS: [f64; 3] = [0.78, 0.16, 0.06];
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthConfig {
+    /// Number of images (used by callers; `generate` makes one image at a time).
+    pub count: usize,
+    pub seed: u64,
+    /// Probability that an image is fractured (FracAtlas: 717 / 4083 ≈ 0.18).
+    pub fractured_fraction: f64,
+    /// 16-bit PNG instead of 8-bit JPEG (decides the `image_id` extension).
+    pub png16: bool,
+    /// Each side is drawn uniformly from `size_min..=size_max` pixels.
+    pub size_min: u32,
+    pub size_max: u32,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            count: 500,
+            seed: 1,
+            fractured_fraction: 0.18,
+            png16: false,
+            size_min: 352,
+            size_max: 480,
+        }
+    }
+}
+
+/// A configuration the generator cannot honour.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SynthError {
+    #[error("fractured fraction must lie in [0, 1], got {0}")]
+    Fraction(f64),
+    #[error(
+        "image side range {min}..={max} is invalid: need {MIN_SIDE} <= min <= max <= {MAX_SIDE}"
+    )]
+    Size { min: u32, max: u32 },
+}
+
+impl SynthConfig {
+    pub fn validate(&self) -> Result<(), SynthError> {
+        if !(0.0..=1.0).contains(&self.fractured_fraction) {
+            return Err(SynthError::Fraction(self.fractured_fraction));
+        }
+        let (min, max) = (self.size_min, self.size_max);
+        if min < MIN_SIDE || max > MAX_SIDE || min > max {
+            return Err(SynthError::Size { min, max });
+        }
+        Ok(())
+    }
+
+    /// The file name of image `index`: `IMG0000042.jpg` (or `.png`), as FracAtlas names them.
+    pub fn image_id(&self, index: usize) -> String {
+        format!("IMG{index:07}.{}", if self.png16 { "png" } else { "jpg" })
+    }
+
+    /// A valid configuration close to this one (fraction and sizes clamped).
+    fn sanitized(&self) -> SynthConfig {
+        let fraction = if self.fractured_fraction.is_nan() {
+            0.0
+        } else {
+            self.fractured_fraction.clamp(0.0, 1.0)
+        };
+        let min = self.size_min.clamp(MIN_SIDE, MAX_SIDE);
+        let max = self.size_max.clamp(min, MAX_SIDE);
+        SynthConfig { fractured_fraction: fraction, size_min: min, size_max: max, ..self.clone() }
+    }
+}
+
+/// One generated image with its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phantom {
+    /// Its `dataset.csv` row.
+    pub meta: ImageMeta,
+    pub width: u32,
+    pub height: u32,
+    /// Grey values, row-major, `width × height`, full 16-bit range (bright = dense).
+    pub pixels: Vec<u16>,
+    /// Fracture boxes in pixels (whole-pixel edges, inside the image); empty when not fractured.
+    pub boxes: Vec<PixelBox>,
+}
+
+impl Phantom {
+    /// The view of this phantom that [`crate::dataset::writer::DatasetWriter`] writes.
+    pub fn labelled(&self) -> LabelledImage<'_> {
+        LabelledImage {
+            meta: &self.meta,
+            width: self.width,
+            height: self.height,
+            pixels: &self.pixels,
+            boxes: &self.boxes,
+        }
+    }
+}
+
+/// Generates image `index` of the set described by `config`. An out-of-range configuration is
+/// clamped (see [`SynthConfig::validate`] to reject it instead).
+pub fn generate(config: &SynthConfig, index: usize) -> Phantom {
+    let config = config.sanitized();
+    let mut rng = image_rng(config.seed, index);
+    let scene = compose(&config, index, &mut rng);
+    render(scene, &mut rng)
+}
+
+/// The random stream of image `index`: the key from `seed`, the stream number from `index`.
+fn image_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
+
+/// Everything decided about one image before it is rasterised.
+struct Scene {
+    meta: ImageMeta,
+    w: usize,
+    h: usize,
+    part: BodyPart,
+    view: View,
+    panels: Vec<Panel>,
+    fractures: Vec<fracture::Fracture>,
+}
+
+fn pick<const N: usize>(weights: &[f64; N], rng: &mut impl Rng) -> usize {
+    let mut x = rng.random_range(0.0..weights.iter().sum::<f64>());
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    N - 1
+}
+
+const VIEWS: [View; 3] = [View::Frontal, View::Lateral, View::Oblique];
+
+fn compose(config: &SynthConfig, index: usize, rng: &mut impl Rng) -> Scene {
+    let wants_fracture = rng.random_bool(config.fractured_fraction);
+    let part = BodyPart::ALL[pick(&PART_WEIGHTS, rng)];
+    let second = rng.random_bool(MIXED_RATE).then(|| {
+        let mut weights = PART_WEIGHTS;
+        weights[BodyPart::ALL.iter().position(|p| *p == part).unwrap_or(0)] = 0.0;
+        BodyPart::ALL[pick(&weights, rng)]
+    });
+    let multiscan = second.is_none() && rng.random_bool(MULTISCAN_RATE);
+    let view = VIEWS[pick(&VIEW_WEIGHTS, rng)];
+    let hardware_rate = if wants_fracture { HARDWARE_RATE_FRACTURED } else { HARDWARE_RATE_OTHER };
+    let wants_hardware = rng.random_bool(hardware_rate);
+    let w = rng.random_range(config.size_min..=config.size_max) as usize;
+    let h = rng.random_range(config.size_min..=config.size_max) as usize;
+    let image = Rect::new(0.0, 0.0, w as f32, h as f32);
+
+    let rects = if multiscan {
+        let gap = rng.random_range(3.0f32..10.0);
+        if w >= h {
+            let mid = w as f32 * 0.5;
+            vec![
+                Rect::new(0.0, 0.0, mid - gap * 0.5, h as f32),
+                Rect::new(mid + gap * 0.5, 0.0, w as f32, h as f32),
+            ]
+        } else {
+            let mid = h as f32 * 0.5;
+            vec![
+                Rect::new(0.0, 0.0, w as f32, mid - gap * 0.5),
+                Rect::new(0.0, mid + gap * 0.5, w as f32, h as f32),
+            ]
+        }
+    } else {
+        vec![image]
+    };
+    let mut panels: Vec<Panel> = rects
+        .iter()
+        .enumerate()
+        .map(|(k, rect)| {
+            // The second view of a multiscan is another projection of the same part.
+            let v = if k == 0 {
+                view
+            } else if view == View::Frontal {
+                View::Lateral
+            } else {
+                View::Frontal
+            };
+            let body = match second {
+                Some(other) => anatomy::build_pair(part, other, v, rng),
+                None => anatomy::build(part, v, rng),
+            };
+            // Hips and shoulders are framed upright; hands and legs lie any way on the detector.
+            let turnable = matches!(part, BodyPart::Hand | BodyPart::Leg);
+            let pose = pose(&body.roi, rect, turnable, rng);
+            Panel {
+                rect: *rect,
+                shapes: body.shapes.iter().map(|s| s.transformed(&pose)).collect(),
+            }
+        })
+        .collect();
+
+    let count = if wants_fracture { 1 + pick(&COUNT_WEIGHTS, rng) } else { 0 };
+    let fractures = fracture::place(&mut panels, &image, count, rng);
+    let boxes: Vec<Rect> = fractures.iter().map(|f| f.bbox).collect();
+    let prefer = fractures.first().filter(|_| rng.random_bool(0.6)).map(|f| (f.panel, f.bone));
+    let hardware = wants_hardware && hardware::add(&mut panels, prefer, &boxes, rng);
+
+    let flag = |p: BodyPart| u8::from(part == p || second == Some(p));
+    let meta = ImageMeta {
+        image_id: config.image_id(index),
+        hand: flag(BodyPart::Hand),
+        leg: flag(BodyPart::Leg),
+        hip: flag(BodyPart::Hip),
+        shoulder: flag(BodyPart::Shoulder),
+        mixed: u8::from(second.is_some()),
+        hardware: u8::from(hardware),
+        multiscan: u8::from(multiscan),
+        fractured: u8::from(!fractures.is_empty()),
+        fracture_count: fractures.len() as u32,
+        frontal: u8::from(view == View::Frontal),
+        lateral: u8::from(view == View::Lateral),
+        oblique: u8::from(view == View::Oblique),
+    };
+    Scene { meta, w, h, part, view, panels, fractures }
+}
+
+/// The global pose of one panel: the anatomy's region of interest fitted into `panel` (turned a
+/// quarter, when `turnable`, if the panel's orientation calls for it), zoomed, tilted and maybe
+/// mirrored.
+fn pose(roi: &Rect, panel: &Rect, turnable: bool, rng: &mut impl Rng) -> Similarity {
+    let (rw, rh) = (roi.width(), roi.height());
+    let (pw, ph) = (panel.width(), panel.height());
+    let quarter: i32 = if turnable && (rh > rw) != (ph > pw) && rng.random_bool(0.85) {
+        if rng.random_bool(0.5) { 1 } else { -1 }
+    } else if turnable && rng.random_bool(0.04) {
+        2
+    } else {
+        0
+    };
+    let (ew, eh) = if quarter % 2 != 0 { (rh, rw) } else { (rw, rh) };
+    let scale = (pw / ew).min(ph / eh) * rng.random_range(0.9f32..1.3);
+    let tilt = (rng.random_range(-1.0f32..1.0) + rng.random_range(-1.0f32..1.0)) * 0.12;
+    let angle = quarter as f32 * std::f32::consts::FRAC_PI_2 + tilt;
+    let pivot = roi.center()
+        + v2(rng.random_range(-0.06f32..0.06) * rw, rng.random_range(-0.06f32..0.06) * rh);
+    Similarity::new(pivot, panel.center(), scale, angle, rng.random_bool(0.5))
+}
+
+fn render(scene: Scene, rng: &mut impl Rng) -> Phantom {
+    let (w, h) = (scene.w, scene.h);
+    let texture = {
+        let amplitude = rng.random_range(0.08f32..0.22);
+        let octaves = [rng.random_range(9.0f32..16.0), rng.random_range(3.0f32..5.0)]
+            .into_iter()
+            .map(|cell| {
+                let (cols, rows) = Texture::grid_size(w, h, cell);
+                (cell, (0..cols * rows).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+            })
+            .collect();
+        Texture::new(w, h, amplitude, octaves)
+    };
+    let mut canvas = Canvas::new(w, h, texture);
+    for panel in &scene.panels {
+        for s in panel.shapes.iter().filter(|s| s.kind() != Kind::Metal) {
+            canvas.draw(s, &panel.rect);
+        }
+    }
+    let boxes: Vec<Rect> = scene.fractures.iter().map(|f| f.bbox).collect();
+    let exposure = exposure::Exposure::random(w, h, &boxes, rng);
+    exposure.compress(&mut canvas.att, w, h);
+    let window = exposure::auto_window(&canvas.att, rng);
+    for panel in &scene.panels {
+        for s in panel.shapes.iter().filter(|s| s.kind() == Kind::Metal) {
+            canvas.draw(s, &panel.rect);
+        }
+    }
+    exposure::soften(&mut canvas.att, w, h);
+    let mut film = exposure.develop(&canvas.att, w, h, window, rng);
+    markers::burn(
+        &mut markers::Film { pixels: &mut film, w, h },
+        scene.part,
+        scene.view,
+        &boxes,
+        rng,
+    );
+    Phantom {
+        meta: scene.meta,
+        width: w as u32,
+        height: h as u32,
+        pixels: film.iter().map(|v| (v.clamp(0.0, 1.0) * 65535.0 + 0.5) as u16).collect(),
+        boxes: boxes.iter().map(|r| PixelBox { x1: r.x0, y1: r.y0, x2: r.x1, y2: r.y1 }).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(seed: u64, fraction: f64) -> SynthConfig {
+        SynthConfig { seed, fractured_fraction: fraction, ..SynthConfig::default() }
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let config = small(7, 0.5);
+        for index in [0, 1, 17] {
+            let a = generate(&config, index);
+            let b = generate(&config, index);
+            assert_eq!(a, b, "image {index}");
+            let c = generate(&small(8, 0.5), index);
+            assert_ne!(a.pixels, c.pixels);
+        }
+        // Order does not matter: each image has its own stream.
+        let later = generate(&config, 17);
+        let _ = generate(&config, 3);
+        assert_eq!(later, generate(&config, 17));
+    }
+
+    #[test]
+    fn fracture_boxes_lie_inside_the_image_and_on_bone() {
+        let config = small(11, 1.0);
+        let mut fractured = 0;
+        for index in 0..60 {
+            let mut rng = image_rng(config.seed, index);
+            let scene = compose(&config, index, &mut rng);
+            let (w, h) = (scene.w as f32, scene.h as f32);
+            assert_eq!(scene.meta.fracture_count as usize, scene.fractures.len());
+            fractured += usize::from(!scene.fractures.is_empty());
+            for f in &scene.fractures {
+                let b = f.bbox;
+                assert!(b.x0 >= 0.0 && b.y0 >= 0.0 && b.x1 <= w && b.y1 <= h, "{index}: {b:?}");
+                assert!(b.width() >= 3.0 && b.height() >= 3.0, "{index}: {b:?}");
+                assert!(fracture::in_bone(&scene.panels, b.center()), "{index}: {b:?} off bone");
+                // A good part of the box is bone, not background.
+                let (mut inside, mut total) = (0, 0);
+                let (xs, ys) = b.pixel_span(scene.w, scene.h);
+                for y in ys {
+                    for x in xs.clone() {
+                        total += 1;
+                        inside += usize::from(fracture::in_bone(
+                            &scene.panels,
+                            v2(x as f32 + 0.5, y as f32 + 0.5),
+                        ));
+                    }
+                }
+                assert!(inside * 5 >= total, "{index}: only {inside}/{total} box pixels on bone");
+            }
+            let phantom = render(scene, &mut rng);
+            assert_eq!(phantom.boxes.len(), phantom.meta.fracture_count as usize);
+        }
+        assert!(fractured >= 57, "only {fractured}/60 images got a fracture");
+    }
+
+    #[test]
+    fn fractured_fraction_is_like_fracatlas() {
+        let config = SynthConfig { size_min: 160, size_max: 200, ..small(5, 0.18) };
+        let n = 300;
+        let fractured = (0..n).filter(|&i| generate(&config, i).meta.fractured == 1).count();
+        let share = fractured as f64 / n as f64;
+        assert!((0.10..=0.26).contains(&share), "fractured share {share}");
+    }
+
+    #[test]
+    fn rows_are_consistent() {
+        let config = small(3, 0.3);
+        for index in 0..40 {
+            let p = generate(&config, index);
+            let m = &p.meta;
+            assert_eq!(m.frontal + m.lateral + m.oblique, 1);
+            let parts = m.hand + m.leg + m.hip + m.shoulder;
+            assert_eq!(parts, if m.mixed == 1 { 2 } else { 1 });
+            assert_eq!(m.fractured == 1, !p.boxes.is_empty());
+            assert_eq!(p.pixels.len(), (p.width * p.height) as usize);
+            assert!((352..=480).contains(&p.width) && (352..=480).contains(&p.height));
+            assert_eq!(m.image_id, format!("IMG{index:07}.jpg"));
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let bad = SynthConfig { fractured_fraction: 1.5, ..SynthConfig::default() };
+        assert_eq!(bad.validate(), Err(SynthError::Fraction(1.5)));
+        let bad = SynthConfig { size_min: 500, size_max: 400, ..SynthConfig::default() };
+        assert!(matches!(bad.validate(), Err(SynthError::Size { .. })));
+        assert!(SynthConfig::default().validate().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod preview {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Temporary: writes a contact sheet of phantoms with their boxes to $SYNTH_PREVIEW.
+    #[test]
+    #[ignore]
+    fn contact_sheet() {
+        let Ok(out) = std::env::var("SYNTH_PREVIEW") else { return };
+        let seed: u64 = std::env::var("SYNTH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+        let frac: f64 =
+            std::env::var("SYNTH_FRAC").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
+        let config = SynthConfig { seed, fractured_fraction: frac, ..SynthConfig::default() };
+        let cell = 480u32;
+        let (cols, rows) = (4u32, 3u32);
+        let mut sheet = image::RgbImage::new(cols * cell, rows * cell);
+        let t = std::time::Instant::now();
+        let phantoms: Vec<Phantom> =
+            (0..(cols * rows) as usize).map(|i| generate(&config, i)).collect();
+        eprintln!("{:.1} ms/image", t.elapsed().as_secs_f64() * 1000.0 / phantoms.len() as f64);
+        for (i, p) in phantoms.iter().enumerate() {
+            let (ox, oy) = ((i as u32 % cols) * cell, (i as u32 / cols) * cell);
+            for y in 0..p.height {
+                for x in 0..p.width {
+                    let v = (p.pixels[(y * p.width + x) as usize] >> 8) as u8;
+                    sheet.put_pixel(ox + x, oy + y, image::Rgb([v, v, v]));
+                }
+            }
+            for b in &p.boxes {
+                for x in b.x1 as u32..(b.x2 as u32).min(p.width) {
+                    for y in [b.y1 as u32, (b.y2 as u32).saturating_sub(1)] {
+                        sheet.put_pixel(ox + x, oy + y, image::Rgb([255, 0, 0]));
+                    }
+                }
+                for y in b.y1 as u32..(b.y2 as u32).min(p.height) {
+                    for x in [b.x1 as u32, (b.x2 as u32).saturating_sub(1)] {
+                        sheet.put_pixel(ox + x, oy + y, image::Rgb([255, 0, 0]));
+                    }
+                }
+            }
+            eprintln!("{i}: {:?}", p.meta);
+        }
+        sheet.save(&out).unwrap();
+    }
+
+    /// Temporary: crops around fracture boxes, enlarged, to $SYNTH_CROPS.
+    #[test]
+    #[ignore]
+    fn fracture_crops() {
+        let Ok(out) = std::env::var("SYNTH_CROPS") else { return };
+        let seed: u64 = std::env::var("SYNTH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+        let config = SynthConfig { seed, fractured_fraction: 1.0, ..SynthConfig::default() };
+        let (crop, zoom, cols, rows) = (100i64, 3i64, 5i64, 4i64);
+        let cell = crop * zoom;
+        let mut sheet = image::RgbImage::new((cols * cell) as u32, (rows * cell) as u32);
+        let mut k = 0i64;
+        let mut index = 0;
+        while k < cols * rows {
+            let p = generate(&config, index);
+            index += 1;
+            for b in &p.boxes {
+                if k >= cols * rows {
+                    break;
+                }
+                let (cx, cy) = b.center();
+                let (x0, y0) = (cx as i64 - crop / 2, cy as i64 - crop / 2);
+                let (ox, oy) = ((k % cols) * cell, (k / cols) * cell);
+                for yy in 0..cell {
+                    for xx in 0..cell {
+                        let (sx, sy) = (x0 + xx / zoom, y0 + yy / zoom);
+                        let mut v = [0u8, 0, 60];
+                        if sx >= 0 && sy >= 0 && sx < p.width as i64 && sy < p.height as i64 {
+                            let g = (p.pixels[(sy * p.width as i64 + sx) as usize] >> 8) as u8;
+                            v = [g, g, g];
+                        }
+                        let fx = sx as f32;
+                        let fy = sy as f32;
+                        let on_x = (fx == b.x1 || fx == b.x2 - 1.0) && fy >= b.y1 && fy < b.y2;
+                        let on_y = (fy == b.y1 || fy == b.y2 - 1.0) && fx >= b.x1 && fx < b.x2;
+                        if (on_x || on_y) && (xx % zoom == 0 || yy % zoom == 0) {
+                            v = [255, 0, 0];
+                        }
+                        sheet.put_pixel((ox + xx) as u32, (oy + yy) as u32, image::Rgb(v));
+                    }
+                }
+                k += 1;
+            }
+        }
+        sheet.save(&out).unwrap();
+    }
+
+    /// Temporary: single-thread throughput incl. JPEG encoding and writing.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 300;
+        let config = SynthConfig::default();
+        let t = std::time::Instant::now();
+        let writer = crate::dataset::writer::DatasetWriter::create(
+            &dir.path().join("d"),
+            crate::dataset::writer::WriterOptions {
+                format: crate::dataset::writer::ImageFormat::Jpeg8,
+                split_seed: 1,
+                replace: false,
+            },
+        )
+        .unwrap();
+        let mut gen_s = 0.0;
+        for i in 0..n {
+            let g = std::time::Instant::now();
+            let p = generate(&config, i);
+            gen_s += g.elapsed().as_secs_f64();
+            writer.write(p.labelled()).unwrap();
+        }
+        writer.finish().unwrap();
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{n} images in {s:.2} s ({:.1} img/s); generate {:.2} ms/img",
+            n as f64 / s,
+            gen_s * 1000.0 / n as f64
+        );
+    }
+
+    /// Temporary: label statistics.
+    #[test]
+    #[ignore]
+    fn stats() {
+        let config = SynthConfig::default();
+        let n = 1000;
+        let (mut fr, mut boxes, mut parts, mut hw, mut mixed, mut multi, mut views) =
+            (0, 0, [0; 4], 0, 0, 0, [0; 3]);
+        let mut sizes = Vec::new();
+        for i in 0..n {
+            let mut rng = image_rng(config.seed, i);
+            let sc = compose(&config, i, &mut rng);
+            let m = &sc.meta;
+            fr += m.fractured as usize;
+            boxes += m.fracture_count as usize;
+            for (k, v) in [m.hand, m.leg, m.hip, m.shoulder].iter().enumerate() {
+                parts[k] += *v as usize;
+            }
+            for (k, v) in [m.frontal, m.lateral, m.oblique].iter().enumerate() {
+                views[k] += *v as usize;
+            }
+            hw += m.hardware as usize;
+            mixed += m.mixed as usize;
+            multi += m.multiscan as usize;
+            for f in &sc.fractures {
+                sizes.push((f.bbox.width() * f.bbox.height()).sqrt());
+            }
+        }
+        sizes.sort_by(f32::total_cmp);
+        let q = |p: f64| sizes[((sizes.len() - 1) as f64 * p) as usize];
+        eprintln!(
+            "fractured {fr}/{n}, boxes {boxes}, parts {parts:?}, views {views:?}, hardware {hw}, mixed {mixed}, multiscan {multi}"
+        );
+        eprintln!("box sqrt(area) px: p10 {} p50 {} p90 {} max {}", q(0.1), q(0.5), q(0.9), q(1.0));
+    }
+}

@@ -73,7 +73,7 @@ impl Cut {
     /// Multiplier for the bone density at `p` (1 away from the line).
     fn factor(&self, p: V2) -> f32 {
         let d = polyline_distance(p, &self.pts);
-        1.0 - self.depth * ((self.half_width + 0.75 - d) / 1.5).clamp(0.0, 1.0)
+        1.0 - self.depth * (self.half_width + 0.5 - d).clamp(0.0, 1.0)
     }
 }
 
@@ -167,7 +167,10 @@ impl Tube {
         let outer = 2.0 * (r * r - d2).max(0.0).sqrt();
         let ri = r * (1.0 - cortex);
         let inner = 2.0 * (ri * ri - d2).max(0.0).sqrt();
-        self.rho_shell * (outer - inner) + self.rho_core * inner
+        // Flared ends widen more than they thicken: the cross-section there is an ellipse whose
+        // depth grows only like √(r · r_mid).
+        let depth = if r > self.r_mid { (self.r_mid / r).sqrt() } else { 1.0 };
+        depth * (self.rho_shell * (outer - inner) + self.rho_core * inner)
     }
 
     fn transformed(&self, t: &Similarity) -> Tube {
@@ -196,8 +199,8 @@ impl Tube {
 /// How an ellipse's thickness varies across it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Profile {
-    /// An ellipsoid seen from above: thickness `2·min(a, b)·√(1 - q²)` (heads, carpals, tissue).
-    Dome,
+    /// An ellipsoid seen from above: thickness `depth·√(1 - q²)` (heads, carpals, tissue).
+    Dome { depth: f32 },
     /// A flat plate of constant thickness (iliac wing, scapula blade).
     Plate { thickness: f32 },
 }
@@ -242,11 +245,10 @@ impl Blob {
         let (xa, yb) = (x / self.a, y / self.b);
         let q2 = xa * xa + yb * yb;
         match self.profile {
-            Profile::Dome => {
+            Profile::Dome { depth } => {
                 if q2 >= 1.0 {
                     return 0.0;
                 }
-                let depth = 2.0 * self.a.min(self.b);
                 let outer = depth * (1.0 - q2).sqrt();
                 let k = 1.0 - self.rim;
                 let inner_q2 = q2 / (k * k).max(1e-6);
@@ -272,7 +274,7 @@ impl Blob {
     fn transformed(&self, t: &Similarity) -> Blob {
         let s = t.scale();
         let profile = match self.profile {
-            Profile::Dome => Profile::Dome,
+            Profile::Dome { depth } => Profile::Dome { depth: depth * s },
             Profile::Plate { thickness } => Profile::Plate { thickness: thickness * s },
         };
         Blob {
@@ -366,7 +368,8 @@ pub struct Metal {
     pub a: V2,
     pub b: V2,
     pub r: f32,
-    /// Attenuation per unit length of path (metal: far beyond bone).
+    /// Attenuation inside the outline, whatever the path length: metal stops nearly all of the
+    /// beam, so thin wires burn out as white as thick plates.
     pub rho: f32,
     pub thread_pitch: Option<f32>,
 }
@@ -390,8 +393,7 @@ impl Metal {
             }
             _ => self.r,
         };
-        // Plate-like: constant thickness (2r) with a one-pixel soft edge.
-        (r - d + 0.5).clamp(0.0, 1.0) * 2.0 * self.r * self.rho
+        (r - d + 0.5).clamp(0.0, 1.0) * self.rho
     }
 
     fn transformed(&self, t: &Similarity) -> Metal {
@@ -400,7 +402,7 @@ impl Metal {
             a: t.point(self.a),
             b: t.point(self.b),
             r: self.r * s,
-            rho: self.rho / s,
+            rho: self.rho,
             thread_pitch: self.thread_pitch.map(|p| p * s),
         }
     }
@@ -452,6 +454,14 @@ impl Shape {
             Shape::Metal(x) => Shape::Metal(x.transformed(t)),
         }
     }
+}
+
+/// One exposure field of the image (a multiscan has two side by side) and the posed shapes
+/// drawn inside it, in image pixels.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub rect: Rect,
+    pub shapes: Vec<Shape>,
 }
 
 /// Low-frequency multiplicative texture for bone (trabecular pattern): two octaves of bilinear
@@ -540,15 +550,19 @@ impl Canvas {
         if area.is_empty() {
             return;
         }
-        let (xs, ys) = area.pixel_span(self.w, self.h);
+        let (_, ys) = area.pixel_span(self.w, self.h);
         let textured = shape.kind().is_bone();
         for y in ys {
             let py = y as f32 + 0.5;
             if py < clip.y0 || py >= clip.y1 {
                 continue;
             }
+            // Only the part of this row the shape can reach.
+            let Some((lo, hi)) = shape.row_span(py) else { continue };
+            let span = Rect::new(lo.max(area.x0), py, hi.min(area.x1), py + 1.0);
+            let (cols, _) = span.pixel_span(self.w, self.h);
             let row = &mut self.att[y * self.w..(y + 1) * self.w];
-            for x in xs.clone() {
+            for x in cols {
                 let p = v2(x as f32 + 0.5, py);
                 if p.x < clip.x0 || p.x >= clip.x1 {
                     continue;
@@ -566,6 +580,62 @@ impl Canvas {
                     v *= self.texture.factor(p);
                 }
                 row[x] += v;
+            }
+        }
+    }
+}
+
+/// The x-interval of a row at height `y` within `r` of the segment `a`–`b` (a superset of the
+/// capsule's cross-section), or `None` when the row misses it.
+fn capsule_row_span(a: V2, b: V2, r: f32, y: f32) -> Option<(f32, f32)> {
+    let d = b - a;
+    let (t0, t1) = if d.y.abs() < 1e-6 {
+        if (a.y - y).abs() > r {
+            return None;
+        }
+        (0.0, 1.0)
+    } else {
+        let u = (y - r - a.y) / d.y;
+        let v = (y + r - a.y) / d.y;
+        let (lo, hi) = if u < v { (u, v) } else { (v, u) };
+        let (lo, hi) = (lo.max(0.0), hi.min(1.0));
+        if lo > hi {
+            return None;
+        }
+        (lo, hi)
+    };
+    let (x0, x1) = (a.x + d.x * t0, a.x + d.x * t1);
+    Some((x0.min(x1) - r, x0.max(x1) + r))
+}
+
+/// The x-interval of a row at height `y` inside the ellipse grown by one pixel.
+fn ellipse_row_span(e: &Blob, y: f32) -> Option<(f32, f32)> {
+    let (a, b) = (e.a + 1.0, e.b + 1.0);
+    let (ux, uy) = (e.u.x, e.u.y);
+    let (ia, ib) = (1.0 / (a * a), 1.0 / (b * b));
+    let dy = y - e.c.y;
+    // Q(dx) = A dx² + B dx + C ≤ 0 inside.
+    let qa = ux * ux * ia + uy * uy * ib;
+    let qb = 2.0 * dy * ux * uy * (ia - ib);
+    let qc = dy * dy * (uy * uy * ia + ux * ux * ib) - 1.0;
+    let disc = qb * qb - 4.0 * qa * qc;
+    if disc < 0.0 || qa <= 0.0 {
+        return None;
+    }
+    let root = disc.sqrt();
+    Some((e.c.x + (-qb - root) / (2.0 * qa), e.c.x + (-qb + root) / (2.0 * qa)))
+}
+
+impl Shape {
+    /// A superset of the x-interval the shape covers on the row at height `y`.
+    fn row_span(&self, y: f32) -> Option<(f32, f32)> {
+        match self {
+            Shape::Tube(t) => capsule_row_span(t.a, t.b, t.r_a.max(t.r_b).max(t.r_mid) + 1.0, y),
+            Shape::Metal(m) => capsule_row_span(m.a, m.b, m.r + 1.0, y),
+            Shape::Blob(e) => ellipse_row_span(e, y),
+            Shape::Arc(a) => {
+                let r = a.bounds();
+                Some((r.x0, r.x1))
             }
         }
     }
@@ -629,6 +699,36 @@ mod tests {
     }
 
     #[test]
+    fn row_spans_cover_the_shapes() {
+        let shapes = [
+            Shape::Tube(Tube { b: v2(40.0, 50.0), ..bone() }),
+            Shape::Blob(Blob {
+                c: v2(30.0, 30.0),
+                u: V2::from_angle(0.6),
+                a: 20.0,
+                b: 7.0,
+                profile: Profile::Plate { thickness: 3.0 },
+                rim: 0.1,
+                rho_shell: 0.1,
+                rho_core: 0.05,
+                kind: Kind::Bone,
+            }),
+        ];
+        for s in &shapes {
+            for y in 0..64 {
+                let py = y as f32 + 0.5;
+                for x in 0..64 {
+                    let p = v2(x as f32 + 0.5, py);
+                    if s.contains(p) {
+                        let (lo, hi) = s.row_span(py).unwrap_or((1e9, -1e9));
+                        assert!(lo <= p.x && p.x <= hi, "{p:?} outside row span {lo}..{hi}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn clip_removes_one_side() {
         let full = Rect::new(0.0, 0.0, 64.0, 64.0);
         let mut c = Canvas::new(64, 64, flat_texture());
@@ -647,7 +747,7 @@ mod tests {
             u: v2(1.0, 0.0),
             a: 6.0,
             b: 4.0,
-            profile: Profile::Dome,
+            profile: Profile::Dome { depth: 8.0 },
             rim: 0.2,
             rho_shell: 0.2,
             rho_core: 0.1,
