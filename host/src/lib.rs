@@ -6,3 +6,4 @@ pub mod dataset;
 pub mod eda;
 pub mod plot;
 pub mod synth;
+pub mod train;

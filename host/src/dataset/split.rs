@@ -92,8 +92,7 @@ pub fn stratified_kfold(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<us
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fold_of = vec![0; dataset.images.len()];
     // Start each stratum at a different fold so small strata do not all pile into fold 0.
-    let mut offset = 0;
-    for (_, mut groups) in strata(dataset) {
+    for (offset, (_, mut groups)) in strata(dataset).into_iter().enumerate() {
         groups.shuffle(&mut rng);
         let mut sizes = vec![0usize; k];
         for g in groups {
@@ -106,7 +105,6 @@ pub fn stratified_kfold(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<us
                 fold_of[i] = fold;
             }
         }
-        offset += 1;
     }
     Ok(fold_of)
 }

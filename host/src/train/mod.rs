@@ -1,0 +1,4 @@
+//! Training: augmentation and (with the detectors) batching, the loop, optimisers, schedules,
+//! checkpoints and curves shared by both architectures.
+
+pub mod augment;
