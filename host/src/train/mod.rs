@@ -2,3 +2,6 @@
 //! checkpoints and curves shared by both architectures.
 
 pub mod augment;
+pub mod ema;
+pub mod optimizer;
+pub mod schedule;
