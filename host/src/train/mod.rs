@@ -2,6 +2,7 @@
 //! checkpoints and curves shared by both architectures.
 
 pub mod augment;
+pub mod batch;
 pub mod ema;
 pub mod optimizer;
 pub mod schedule;
