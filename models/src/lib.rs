@@ -10,3 +10,4 @@ pub mod nms;
 pub mod pixels;
 pub mod tensor;
 pub mod yolo;
+pub mod weights_file;
