@@ -185,10 +185,8 @@ fn evaluate_image(gts: &[Gt], dts: &[&Detection], thr: &[f64; N_IOU]) -> [ImageE
                         continue;
                     }
                     // Once a regular gt matched, stop at the first ignored one.
-                    if let Some(mg) = m {
-                        if !ignore[mg] && ignore[g] {
-                            break;
-                        }
+                    if m.is_some_and(|mg| !ignore[mg] && ignore[g]) {
+                        break;
                     }
                     let iou = ious[di * ng + g];
                     if iou < best_iou {
