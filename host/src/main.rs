@@ -33,8 +33,19 @@ enum Command {
     Metrics(commands::metrics::MetricsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    // Errors print as one readable chain of causes (no backtrace, whatever RUST_BACKTRACE says).
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Synth(args) => commands::synth::run(&args),
         Command::Check(args) => commands::split::run_check(&args),
         Command::Split(args) => commands::split::run(&args),

@@ -353,7 +353,7 @@ fn foot(view: View, rng: &mut impl Rng) -> Anatomy {
         (-2.0, 120.0, 24.0, 26.0),
     ] {
         let (a, b) = (vary(rng, a, 0.08), vary(rng, b, 0.08));
-        bones.push(nodule_d(v2(x * sq, y), a, b, 0.0, 1.2 * a.min(b)));
+        bones.push(nodule_d(v2(x * sq, y), a, b, 0.0, 0.8 * a.min(b)));
     }
     let spread = rng.random_range(0.04..0.1) * sq;
     for (i, (x, len, r)) in [

@@ -4,5 +4,7 @@
 pub mod augment;
 pub mod batch;
 pub mod ema;
+pub mod record;
+pub mod validate;
 pub mod optimizer;
 pub mod schedule;
