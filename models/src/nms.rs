@@ -101,7 +101,7 @@ fn nms_image(rows: &[f32], c: usize, cfg: &NmsConfig) -> Vec<Detection> {
         .enumerate()
         .filter_map(|(index, row)| {
             let (score, class) = best_class(&row[4..])?;
-            if !(score > cfg.conf) {
+            if score <= cfg.conf {
                 return None;
             }
             if cfg.classes.as_ref().is_some_and(|cl| !cl.contains(&(class as i64))) {

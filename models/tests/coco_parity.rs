@@ -35,7 +35,7 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
         1 => vec![1, 2],
         _ => vec![2, 5, 9],
     };
-    let tied = case % 4 == 0; // scores on a coarse grid: many ties
+    let tied = case.is_multiple_of(4); // scores on a coarse grid: many ties
     let mut gt = CocoDataset {
         categories: cat_ids.iter().map(|&id| CocoCategory { id, name: format!("c{id}") }).collect(),
         ..Default::default()
@@ -90,7 +90,7 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
         }
     }
     // Detections for a category absent from the ground truth are ignored by both.
-    if case % 7 == 0 {
+    if case.is_multiple_of(7) {
         dets.push(Detection { image_id, category_id: 99, bbox: [1.0, 1.0, 5.0, 5.0], score: 0.99 });
     }
     (gt, dets)

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod config;
 pub mod ema;
 pub mod record;
 pub mod validate;

@@ -83,8 +83,8 @@ impl C3k {
 /// The inner block of a C3k2: a plain bottleneck (n, s sizes in most places) or a C3k.
 #[derive(Debug)]
 enum Inner {
-    Bottleneck(Bottleneck),
-    C3k(C3k),
+    Bottleneck(Box<Bottleneck>),
+    C3k(Box<C3k>),
 }
 
 /// C2f-style CSP block: split `cv1(x)` in two halves `[B, c, H, W]`, chain `n` inner blocks on
@@ -104,9 +104,9 @@ impl C3k2 {
             .map(|i| {
                 let q = p.sub("m").sub(i);
                 if c3k {
-                    Inner::C3k(C3k::new(&q, c, c, 2, true))
+                    Inner::C3k(Box::new(C3k::new(&q, c, c, 2, true)))
                 } else {
-                    Inner::Bottleneck(Bottleneck::new(&q, c, c, true, 3, 0.5))
+                    Inner::Bottleneck(Box::new(Bottleneck::new(&q, c, c, true, 3, 0.5)))
                 }
             })
             .collect::<Vec<_>>();

@@ -32,7 +32,7 @@ pub mod weights;
 
 pub use model::Yolo;
 pub use scale::{Scale, ScaleParams, UnknownScale};
-pub use weights::{WeightsError, is_buffer, load_safetensors, parameter_count};
+pub use weights::{WeightsError, is_buffer, load_named, load_safetensors, parameter_count};
 
 /// What to build: a size and a number of classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,7 +62,17 @@ pub fn parameter_count(vs: &VarStore) -> i64 {
 pub fn load_safetensors(vs: &VarStore, path: &Path) -> Result<(), WeightsError> {
     let file = Tensor::read_safetensors(path)
         .map_err(|source| WeightsError::Read { path: path.to_path_buf(), source })?;
-    let file: HashMap<String, Tensor> = file.into_iter().collect();
+    load_named(vs, file, path)
+}
+
+/// [`load_safetensors`] for tensors already read (e.g. by `crate::weights_file`); `path` only
+/// names their origin in errors.
+pub fn load_named(
+    vs: &VarStore,
+    tensors: impl IntoIterator<Item = (String, Tensor)>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    let file: HashMap<String, Tensor> = tensors.into_iter().collect();
     let vars = vs.variables();
     let p = || path.to_path_buf();
 

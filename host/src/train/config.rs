@@ -1,0 +1,154 @@
+//! Training hyperparameters: one serialisable struct with the study's defaults (batch 16,
+//! input 416), readable from a TOML `--hyp` file (what `fracture tune` writes) and overridable
+//! by flags. Names follow ultralytics' where they mean the same thing.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::augment::AugmentConfig;
+use super::optimizer::OptimizerKind;
+use super::schedule::LrShape;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub imgsz: u32,
+    pub optimizer: OptimizerKind,
+    pub lr0: f64,
+    pub lrf: f64,
+    pub lr_shape: LrShape,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub warmup_momentum: f64,
+    pub warmup_bias_lr: f64,
+    /// YOLO loss gains.
+    pub box_gain: f64,
+    pub cls_gain: f64,
+    pub dfl_gain: f64,
+    /// Positive weight of the classification BCE (> 1 counters the rarity of fractures).
+    pub cls_pos_weight: Option<f64>,
+    /// Use focal BCE with this gamma instead of plain BCE.
+    pub focal_gamma: Option<f64>,
+    /// Dropout before the classification head's last conv (0 = off).
+    pub dropout: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Epochs without fitness improvement before stopping (0 = never).
+    pub patience: usize,
+    /// Mosaic is switched off for the last this-many epochs.
+    pub close_mosaic: usize,
+    pub augment: AugmentConfig,
+    pub seed: u64,
+    /// CPU threads for libtorch (0 = all cores).
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch: 16,
+            imgsz: 416,
+            optimizer: OptimizerKind::AdamW,
+            lr0: 0.002,
+            lrf: 0.01,
+            lr_shape: LrShape::Linear,
+            momentum: 0.9,
+            weight_decay: 0.0005,
+            warmup_epochs: 3.0,
+            warmup_momentum: 0.8,
+            warmup_bias_lr: 0.1,
+            box_gain: 7.5,
+            cls_gain: 0.5,
+            dfl_gain: 1.5,
+            cls_pos_weight: None,
+            focal_gamma: None,
+            dropout: 0.0,
+            max_grad_norm: 10.0,
+            patience: 50,
+            close_mosaic: 10,
+            augment: AugmentConfig::default(),
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; unknown keys are an error naming the key.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        let cfg: Self = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return bad("batch must be at least 1".into());
+        }
+        if self.imgsz < 64 || self.imgsz % 32 != 0 {
+            return bad(format!("imgsz {} must be a multiple of 32, at least 64", self.imgsz));
+        }
+        if !(self.lr0 > 0.0 && self.lr0 < 1.0) {
+            return bad(format!("lr0 {} must be in (0, 1)", self.lr0));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout {} must be in [0, 1)", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_partial_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hyp.toml");
+        let cfg = TrainConfig { epochs: 7, lr0: 0.01, ..Default::default() };
+        std::fs::write(&p, cfg.to_toml()).unwrap();
+        assert_eq!(TrainConfig::from_toml_file(&p).unwrap(), cfg);
+        std::fs::write(&p, "epochs = 3\n[augment]\nfliplr = 0.0\n").unwrap();
+        let c = TrainConfig::from_toml_file(&p).unwrap();
+        assert_eq!((c.epochs, c.batch, c.augment.fliplr, c.augment.mosaic), (3, 16, 0.0, 1.0));
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hyp.toml");
+        std::fs::write(&p, "epoch = 3\n").unwrap();
+        let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("hyp.toml") && e.contains("epoch"), "{e}");
+        std::fs::write(&p, "imgsz = 400\n").unwrap();
+        assert!(TrainConfig::from_toml_file(&p).unwrap_err().to_string().contains("multiple of 32"));
+    }
+}
