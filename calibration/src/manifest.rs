@@ -28,7 +28,9 @@ pub enum ManifestError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a calibration manifest: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("{path}: content changed since the manifest was made (sha256 {expected}, now {actual})")]
+    #[error(
+        "{path}: content changed since the manifest was made (sha256 {expected}, now {actual})"
+    )]
     Changed { path: PathBuf, expected: String, actual: String },
 }
 

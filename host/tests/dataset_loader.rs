@@ -23,7 +23,11 @@ fn clean(root: &Path) {
     write_png(&root.join("images/Non_fractured/IMG0000002.png"), 30, 30, 2);
     write_png(&root.join("images/Non_fractured/IMG0000003.png"), 30, 30, 3);
     std::fs::create_dir_all(root.join("Annotations/YOLO")).unwrap();
-    std::fs::write(root.join("Annotations/YOLO/IMG0000001.txt"), "0 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.1 0.2\n").unwrap();
+    std::fs::write(
+        root.join("Annotations/YOLO/IMG0000001.txt"),
+        "0 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.1 0.2\n",
+    )
+    .unwrap();
     std::fs::write(root.join("Annotations/YOLO/IMG0000002.txt"), "").unwrap();
     std::fs::write(root.join("Annotations/YOLO/IMG0000003.txt"), "").unwrap();
     std::fs::write(
@@ -58,11 +62,17 @@ fn integrity_issues_are_reported() {
     let root = dir.path();
     clean(root);
     // IMG3 becomes a byte copy of IMG2 (a duplicate).
-    std::fs::copy(root.join("images/Non_fractured/IMG0000002.png"), root.join("images/Non_fractured/IMG0000003.png")).unwrap();
+    std::fs::copy(
+        root.join("images/Non_fractured/IMG0000002.png"),
+        root.join("images/Non_fractured/IMG0000003.png"),
+    )
+    .unwrap();
     // IMG2's label gains a box while the csv says non-fractured, count 0.
     std::fs::write(root.join("Annotations/YOLO/IMG0000002.txt"), "0 0.5 0.5 0.2 0.2\n").unwrap();
     // IMG1's csv row says 3 fractures; the label has 2.
-    let csv = std::fs::read_to_string(root.join("dataset.csv")).unwrap().replace(",1,2,1,0,0", ",1,3,1,0,0");
+    let csv = std::fs::read_to_string(root.join("dataset.csv"))
+        .unwrap()
+        .replace(",1,2,1,0,0", ",1,3,1,0,0");
     std::fs::write(root.join("dataset.csv"), csv).unwrap();
     // A file nobody listed, a hidden file (ignored), and a missing label.
     write_png(&root.join("images/Fractured/IMG0000009.png"), 8, 8, 9);
@@ -71,21 +81,42 @@ fn integrity_issues_are_reported() {
 
     let ds = Dataset::load(root).unwrap();
     let has = |pred: &dyn Fn(&IntegrityIssue) -> bool| ds.issues.iter().any(pred);
-    assert!(has(&|i| matches!(i, IntegrityIssue::Duplicate { images, .. } if images == &vec![1, 2])));
-    assert!(has(&|i| matches!(i, IntegrityIssue::CountMismatch { csv_count: 3, label_boxes: 2, .. })));
-    assert!(has(&|i| matches!(i, IntegrityIssue::LabelFlagMismatch { fractured: false, label_boxes: 1, .. })));
-    assert!(has(&|i| matches!(i, IntegrityIssue::MissingLabel { image_id, .. } if image_id == "IMG0000003.png")));
-    assert!(has(&|i| matches!(i, IntegrityIssue::Unlisted { path } if path.ends_with("IMG0000009.png"))));
-    assert!(!has(&|i| matches!(i, IntegrityIssue::Unlisted { path } if path.ends_with(".DS_Store"))));
+    assert!(has(
+        &|i| matches!(i, IntegrityIssue::Duplicate { images, .. } if images == &vec![1, 2])
+    ));
+    assert!(has(&|i| matches!(
+        i,
+        IntegrityIssue::CountMismatch { csv_count: 3, label_boxes: 2, .. }
+    )));
+    assert!(has(&|i| matches!(
+        i,
+        IntegrityIssue::LabelFlagMismatch { fractured: false, label_boxes: 1, .. }
+    )));
+    assert!(has(
+        &|i| matches!(i, IntegrityIssue::MissingLabel { image_id, .. } if image_id == "IMG0000003.png")
+    ));
+    assert!(has(
+        &|i| matches!(i, IntegrityIssue::Unlisted { path } if path.ends_with("IMG0000009.png"))
+    ));
+    assert!(!has(
+        &|i| matches!(i, IntegrityIssue::Unlisted { path } if path.ends_with(".DS_Store"))
+    ));
     // Every issue prints as one readable line.
     for i in &ds.issues {
         assert!(!i.to_string().is_empty());
     }
 
     // Moving the fractured image to the other folder is a folder mismatch.
-    std::fs::rename(root.join("images/Fractured/IMG0000001.png"), root.join("images/Non_fractured/IMG0000001.png")).unwrap();
+    std::fs::rename(
+        root.join("images/Fractured/IMG0000001.png"),
+        root.join("images/Non_fractured/IMG0000001.png"),
+    )
+    .unwrap();
     let ds = Dataset::load(root).unwrap();
-    assert!(ds.issues.iter().any(|i| matches!(i, IntegrityIssue::FolderMismatch { csv_fractured: true, in_fractured_folder: false, .. })));
+    assert!(ds.issues.iter().any(|i| matches!(
+        i,
+        IntegrityIssue::FolderMismatch { csv_fractured: true, in_fractured_folder: false, .. }
+    )));
 }
 
 #[test]
@@ -97,12 +128,20 @@ fn malformed_input_names_the_file() {
     assert!(Dataset::load(root).unwrap_err().to_string().contains("dataset.csv is missing"));
 
     clean(root);
-    std::fs::write(root.join("Annotations/YOLO/IMG0000001.txt"), "0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5\n").unwrap();
+    std::fs::write(
+        root.join("Annotations/YOLO/IMG0000001.txt"),
+        "0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5\n",
+    )
+    .unwrap();
     let err = Dataset::load(root).unwrap_err().to_string();
     assert!(err.contains("IMG0000001.txt:2"), "{err}");
 
     clean(root);
-    std::fs::write(root.join("images/Non_fractured/IMG0000002.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::write(
+        root.join("images/Non_fractured/IMG0000002.png"),
+        b"\x89PNG\r\n\x1a\n truncated",
+    )
+    .unwrap();
     let err = Dataset::load(root).unwrap_err().to_string();
     assert!(err.contains("IMG0000002.png"), "{err}");
 
@@ -138,7 +177,10 @@ fn random_bytes_never_panic() {
         // Either loads or gives an error naming the damaged file; never panics.
         if let Err(e) = Dataset::load(root) {
             let msg = e.to_string();
-            assert!(msg.contains("dataset.csv") || msg.contains("IMG0000001"), "round {round}: {msg}");
+            assert!(
+                msg.contains("dataset.csv") || msg.contains("IMG0000001"),
+                "round {round}: {msg}"
+            );
         }
     }
 }

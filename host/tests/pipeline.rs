@@ -9,11 +9,8 @@ use fracture_host::dataset::Dataset;
 
 fn fracture(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
     text
 }
@@ -47,7 +44,8 @@ fn synth_check_split_eda() {
     assert_eq!(count_files(&data.join("Annotations/YOLO"), "txt"), 500);
     assert_eq!(count_files(&data.join("Annotations/PASCAL VOC"), "xml"), 500);
     let coco: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("Annotations/COCO JSON/COCO_fracture_masks.json")).unwrap(),
+        &std::fs::read_to_string(data.join("Annotations/COCO JSON/COCO_fracture_masks.json"))
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(coco["images"].as_array().unwrap().len(), fractured);
@@ -64,7 +62,8 @@ fn synth_check_split_eda() {
     assert!(check.contains("500 images"), "{check}");
     let split = tmp.path().join("split.json");
     fracture(&["split", "--data", d, "--out", split.to_str().unwrap(), "--seed", "3"]);
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&split).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&split).unwrap()).unwrap();
     let n = |k: &str| s[k].as_array().unwrap().len();
     assert_eq!(n("train") + n("val") + n("test"), 500);
 
@@ -95,7 +94,11 @@ fn synth_is_deterministic_per_seed() {
     let ds = Dataset::load(&a).unwrap();
     for r in &ds.images {
         let rel = r.path.strip_prefix(&a).unwrap();
-        assert_eq!(std::fs::read(&r.path).unwrap(), std::fs::read(b.join(rel)).unwrap(), "{rel:?} differs");
+        assert_eq!(
+            std::fs::read(&r.path).unwrap(),
+            std::fs::read(b.join(rel)).unwrap(),
+            "{rel:?} differs"
+        );
     }
     let other = Dataset::load(&c).unwrap();
     assert_ne!(

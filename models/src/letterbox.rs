@@ -31,7 +31,8 @@ impl Letterbox {
     pub fn new(src_width: u32, src_height: u32, out_width: u32, out_height: u32) -> Self {
         let gain = (f64::from(out_height) / f64::from(src_height.max(1)))
             .min(f64::from(out_width) / f64::from(src_width.max(1)));
-        let resized_width = ((f64::from(src_width) * gain).round_ties_even() as u32).clamp(1, out_width);
+        let resized_width =
+            ((f64::from(src_width) * gain).round_ties_even() as u32).clamp(1, out_width);
         let resized_height =
             ((f64::from(src_height) * gain).round_ties_even() as u32).clamp(1, out_height);
         let dw = f64::from(out_width - resized_width) / 2.0;
@@ -144,7 +145,10 @@ mod tests {
             let b = [w as f32 * 0.1, h as f32 * 0.2, w as f32 * 0.7, h as f32 * 0.9];
             let back = lb.to_source(lb.to_input(b));
             for i in 0..4 {
-                assert!((back[i] - b[i]).abs() < 1e-3 * w.max(h) as f32, "{w}x{h}: {b:?} -> {back:?}");
+                assert!(
+                    (back[i] - b[i]).abs() < 1e-3 * w.max(h) as f32,
+                    "{w}x{h}: {b:?} -> {back:?}"
+                );
             }
         }
     }

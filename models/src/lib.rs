@@ -9,5 +9,5 @@ pub mod metrics;
 pub mod nms;
 pub mod pixels;
 pub mod tensor;
-pub mod yolo;
 pub mod weights_file;
+pub mod yolo;

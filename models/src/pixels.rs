@@ -142,7 +142,8 @@ mod tests {
     use image::{ImageBuffer, Luma};
 
     fn encode_png16(w: u32, h: u32, f: impl Fn(u32, u32) -> u16) -> Vec<u8> {
-        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(w, h, |x, y| Luma([f(x, y)]));
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_fn(w, h, |x, y| Luma([f(x, y)]));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
@@ -163,7 +164,8 @@ mod tests {
 
     #[test]
     fn eight_bit_gray_maps_to_unit_range() {
-        let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(2, 1, |x, _| Luma([if x == 0 { 0 } else { 255 }]));
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(2, 1, |x, _| Luma([if x == 0 { 0 } else { 255 }]));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         let g = decode_gray(out.get_ref()).unwrap();

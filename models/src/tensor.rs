@@ -55,7 +55,10 @@ mod tests {
     fn mismatched_sizes_are_refused() {
         let a = GrayF32::new(2, 2, 0.0);
         let b = GrayF32::new(3, 2, 0.0);
-        assert!(matches!(batch_from_gray(&[a, b]), Err(TensorError::SizeMismatch { index: 1, .. })));
+        assert!(matches!(
+            batch_from_gray(&[a, b]),
+            Err(TensorError::SizeMismatch { index: 1, .. })
+        ));
         assert!(matches!(batch_from_gray(&[]), Err(TensorError::EmptyBatch)));
     }
 }

@@ -7,13 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fracture_models::metrics::coco_json::{CocoAnnotation, CocoCategory, CocoImage};
-use fracture_models::metrics::{CocoDataset, Detection, ImagePredictions, evaluate, precision_recall_f1};
+use fracture_models::metrics::{
+    CocoDataset, Detection, ImagePredictions, evaluate, precision_recall_f1,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(p.exists(), "{} is missing: run scripts/setup (it creates the peer virtualenv)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup (it creates the peer virtualenv)",
+        p.display()
+    );
     p
 }
 
@@ -46,21 +52,36 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
     for _ in 0..n_images {
         image_id += rng.random_range(1..20);
         let (w, h) = (rng.random_range(60.0..640.0f64), rng.random_range(60.0..640.0f64));
-        gt.images.push(CocoImage { id: image_id, file_name: String::new(), width: w as u32, height: h as u32 });
+        gt.images.push(CocoImage {
+            id: image_id,
+            file_name: String::new(),
+            width: w as u32,
+            height: h as u32,
+        });
         let kind = rng.random_range(0..10);
         let n_gt = match kind {
-            0 => 0,                          // negative image (maybe with false positives)
-            1 => rng.random_range(15..40),   // crowded
+            0 => 0,                        // negative image (maybe with false positives)
+            1 => rng.random_range(15..40), // crowded
             _ => rng.random_range(1..5),
         };
         let score = |rng: &mut ChaCha8Rng| {
-            if tied { f64::from(rng.random_range(1..6u8)) / 5.0 } else { rng.random_range(0.01..1.0) }
+            if tied {
+                f64::from(rng.random_range(1..6u8)) / 5.0
+            } else {
+                rng.random_range(0.01..1.0)
+            }
         };
         let rand_box = |rng: &mut ChaCha8Rng| {
             // all area ranges: tiny (< 32²) to large (> 96²); some at the borders
             let bw = rng.random_range(2.0..(w * 0.6));
             let bh = rng.random_range(2.0..(h * 0.6));
-            let x = if rng.random_bool(0.15) { 0.0 } else if rng.random_bool(0.15) { w - bw } else { rng.random_range(0.0..(w - bw)) };
+            let x = if rng.random_bool(0.15) {
+                0.0
+            } else if rng.random_bool(0.15) {
+                w - bw
+            } else {
+                rng.random_range(0.0..(w - bw))
+            };
             let y = if rng.random_bool(0.15) { 0.0 } else { rng.random_range(0.0..(h - bh)) };
             [x, y, bw, bh]
         };
@@ -69,14 +90,32 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
             let category_id = cat_ids[rng.random_range(0..cat_ids.len())];
             let iscrowd = u8::from(rng.random_bool(0.08));
             // The area field need not equal w*h (pycocotools uses it for the ranges).
-            let area = bbox[2] * bbox[3] * if rng.random_bool(0.2) { rng.random_range(0.5..1.5) } else { 1.0 };
-            gt.annotations.push(CocoAnnotation { id: ann_id, image_id, category_id, bbox, area, iscrowd });
+            let area = bbox[2]
+                * bbox[3]
+                * if rng.random_bool(0.2) { rng.random_range(0.5..1.5) } else { 1.0 };
+            gt.annotations.push(CocoAnnotation {
+                id: ann_id,
+                image_id,
+                category_id,
+                bbox,
+                area,
+                iscrowd,
+            });
             ann_id += 1;
             // A detection near most gts, occasionally two (duplicates).
             for _ in 0..rng.random_range(0..3) {
                 let j = |rng: &mut ChaCha8Rng, s: f64| rng.random_range(-0.25..0.25) * s;
-                let cat = if rng.random_bool(0.9) { category_id } else { cat_ids[rng.random_range(0..cat_ids.len())] };
-                let d = [bbox[0] + j(rng, bbox[2]), bbox[1] + j(rng, bbox[3]), bbox[2] * rng.random_range(0.7..1.3), bbox[3] * rng.random_range(0.7..1.3)];
+                let cat = if rng.random_bool(0.9) {
+                    category_id
+                } else {
+                    cat_ids[rng.random_range(0..cat_ids.len())]
+                };
+                let d = [
+                    bbox[0] + j(rng, bbox[2]),
+                    bbox[1] + j(rng, bbox[3]),
+                    bbox[2] * rng.random_range(0.7..1.3),
+                    bbox[3] * rng.random_range(0.7..1.3),
+                ];
                 dets.push(Detection { image_id, category_id: cat, bbox: d, score: score(rng) });
             }
         }
@@ -86,7 +125,12 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
             if rng.random_bool(0.05) {
                 bbox[2] = 0.0; // zero-size detection
             }
-            dets.push(Detection { image_id, category_id: cat_ids[rng.random_range(0..cat_ids.len())], bbox, score: score(rng) });
+            dets.push(Detection {
+                image_id,
+                category_id: cat_ids[rng.random_range(0..cat_ids.len())],
+                bbox,
+                score: score(rng),
+            });
         }
     }
     // Detections for a category absent from the ground truth are ignored by both.
@@ -150,11 +194,20 @@ fn prf_equals_ultralytics() {
                 img.gt_classes.push(c);
                 for _ in 0..rng.random_range(0..3) {
                     let j = |rng: &mut ChaCha8Rng, s: f32| rng.random_range(-0.3..0.3f32) * s;
-                    img.pred_boxes.push([x + j(&mut rng, w), y + j(&mut rng, h), x + w + j(&mut rng, w), y + h + j(&mut rng, h)]);
+                    img.pred_boxes.push([
+                        x + j(&mut rng, w),
+                        y + j(&mut rng, h),
+                        x + w + j(&mut rng, w),
+                        y + h + j(&mut rng, h),
+                    ]);
                     // Distinct scores: ultralytics sorts with numpy's unstable quicksort, so tied
                     // scores have no defined order to agree with.
                     img.pred_scores.push(rng.random_range(0.001..1.0f32));
-                    img.pred_classes.push(if rng.random_bool(0.9) { c } else { rng.random_range(0..n_cls) as i64 });
+                    img.pred_classes.push(if rng.random_bool(0.9) {
+                        c
+                    } else {
+                        rng.random_range(0..n_cls) as i64
+                    });
                 }
             }
             for _ in 0..rng.random_range(0..3) {
@@ -181,7 +234,13 @@ fn prf_equals_ultralytics() {
     for (i, (images, _)) in cases.iter().enumerate() {
         let s = precision_recall_f1(images);
         let t = &theirs[i];
-        for (name, ours) in [("p", s.precision), ("r", s.recall), ("f1", s.f1), ("map50", s.map50), ("map", s.map50_95)] {
+        for (name, ours) in [
+            ("p", s.precision),
+            ("r", s.recall),
+            ("f1", s.f1),
+            ("map50", s.map50),
+            ("map", s.map50_95),
+        ] {
             let r = t[name].as_f64().unwrap();
             // 1e-6: numpy sums the F1 smoothing window and the trapezoid in a different order
             // (pairwise) than we do; the values differ in the last bits only.

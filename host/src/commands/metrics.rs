@@ -27,7 +27,8 @@ pub struct MetricsArgs {
 pub fn run(args: &MetricsArgs) -> anyhow::Result<()> {
     let gt = load_ground_truth(&args.gt)?;
     let dets = load_detections(&args.pred)?;
-    let coco = evaluate(&gt, &dets).with_context(|| format!("evaluating {}", args.pred.display()))?;
+    let coco =
+        evaluate(&gt, &dets).with_context(|| format!("evaluating {}", args.pred.display()))?;
 
     // The same data through ultralytics' matching (crowd annotations are not labels there).
     let mut per_image: HashMap<i64, ImagePredictions> =

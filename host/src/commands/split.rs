@@ -53,12 +53,14 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<()> {
         ds.fractured_count(),
         ds.box_count()
     );
-    let duplicates = ds.issues.iter().filter(|i| matches!(i, IntegrityIssue::Duplicate { .. })).count();
+    let duplicates =
+        ds.issues.iter().filter(|i| matches!(i, IntegrityIssue::Duplicate { .. })).count();
     println!("{} issue(s), {duplicates} duplicate group(s)", ds.issues.len());
     for issue in &ds.issues {
         println!("  {issue}");
         if let IntegrityIssue::Duplicate { images, .. } = issue {
-            let ids: Vec<&str> = images.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect();
+            let ids: Vec<&str> =
+                images.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect();
             println!("    {}", ids.join(" "));
         }
     }
@@ -70,12 +72,16 @@ pub fn run_check(args: &CheckArgs) -> anyhow::Result<()> {
 
 pub fn run(args: &SplitArgs) -> anyhow::Result<()> {
     let ds = load(&args.data)?;
-    let ids = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect() };
+    let ids = |idx: &[usize]| -> Vec<&str> {
+        idx.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect()
+    };
     let doc = if let Some(k) = args.folds {
         let folds = stratified_kfold(&ds, k, args.seed)?;
         for f in 0..k {
             let n = folds.iter().filter(|&&x| x == f).count();
-            let fr = (0..folds.len()).filter(|&i| folds[i] == f && ds.images[i].meta.is_fractured()).count();
+            let fr = (0..folds.len())
+                .filter(|&i| folds[i] == f && ds.images[i].meta.is_fractured())
+                .count();
             println!("fold {f}: {n} images, {fr} fractured");
         }
         let per_image: serde_json::Map<String, serde_json::Value> = ds

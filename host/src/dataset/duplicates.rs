@@ -18,11 +18,7 @@ pub fn duplicate_groups<'a>(hashes: impl IntoIterator<Item = &'a str>) -> Vec<Ve
 /// For every index, the smallest index of its duplicate group (itself when unique).
 pub fn group_leaders<'a>(hashes: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
     let mut first: BTreeMap<&str, usize> = BTreeMap::new();
-    hashes
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| *first.entry(h).or_insert(i))
-        .collect()
+    hashes.into_iter().enumerate().map(|(i, h)| *first.entry(h).or_insert(i)).collect()
 }
 
 #[cfg(test)]

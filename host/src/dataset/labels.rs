@@ -10,11 +10,17 @@ use super::record::PixelBox;
 const EDGE_TOLERANCE: f32 = 1e-3;
 
 /// Parses label text for an image of `width`×`height`; `path` only names the file in errors.
-pub fn parse_yolo(text: &str, width: u32, height: u32, path: &Path) -> Result<Vec<PixelBox>, DatasetError> {
+pub fn parse_yolo(
+    text: &str,
+    width: u32,
+    height: u32,
+    path: &Path,
+) -> Result<Vec<PixelBox>, DatasetError> {
     let mut boxes = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let malformed = |message: String| DatasetError::Malformed { path: path.to_path_buf(), line, message };
+        let malformed =
+            |message: String| DatasetError::Malformed { path: path.to_path_buf(), line, message };
         let raw = raw.trim();
         if raw.is_empty() {
             continue;
@@ -26,11 +32,13 @@ pub fn parse_yolo(text: &str, width: u32, height: u32, path: &Path) -> Result<Ve
                 fields.len()
             )));
         }
-        let class: u32 = fields[0]
-            .parse()
-            .map_err(|_| malformed(format!("class {:?} is not a non-negative integer", fields[0])))?;
+        let class: u32 = fields[0].parse().map_err(|_| {
+            malformed(format!("class {:?} is not a non-negative integer", fields[0]))
+        })?;
         if class != 0 {
-            return Err(malformed(format!("class {class}: this dataset has one class (0 = fracture)")));
+            return Err(malformed(format!(
+                "class {class}: this dataset has one class (0 = fracture)"
+            )));
         }
         let mut v = [0f32; 4];
         for (k, (slot, name)) in v.iter_mut().zip(["cx", "cy", "w", "h"]).enumerate() {

@@ -36,8 +36,7 @@ impl Layout {
     }
 
     pub fn image_dir(&self, fractured: bool) -> PathBuf {
-        self.root
-            .join(if fractured { FRACTURED_DIR } else { NON_FRACTURED_DIR })
+        self.root.join(if fractured { FRACTURED_DIR } else { NON_FRACTURED_DIR })
     }
 
     pub fn image_path(&self, image_id: &str, fractured: bool) -> PathBuf {
@@ -79,8 +78,5 @@ impl Layout {
 
 /// `IMG0000019.jpg` -> `IMG0000019`.
 pub fn stem(image_id: &str) -> &str {
-    Path::new(image_id)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(image_id)
+    Path::new(image_id).file_stem().and_then(|s| s.to_str()).unwrap_or(image_id)
 }

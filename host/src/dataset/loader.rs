@@ -66,7 +66,9 @@ pub enum DatasetError {
     Malformed { path: PathBuf, line: usize, message: String },
     #[error("{path}: cannot read image header: {message}")]
     Image { path: PathBuf, message: String },
-    #[error("{csv}:{line}: image {image_id} is listed but found in neither images/Fractured nor images/Non_fractured")]
+    #[error(
+        "{csv}:{line}: image {image_id} is listed but found in neither images/Fractured nor images/Non_fractured"
+    )]
     MissingImage { csv: PathBuf, line: usize, image_id: String },
     #[error("{path}: not a FracAtlas-style dataset folder ({message})")]
     NotADataset { path: PathBuf, message: String },
@@ -127,7 +129,10 @@ impl Dataset {
             images.push(record);
         }
         for group in duplicate_groups(images.iter().map(|r| r.sha256.as_str())) {
-            issues.push(IntegrityIssue::Duplicate { sha256: images[group[0]].sha256.clone(), images: group });
+            issues.push(IntegrityIssue::Duplicate {
+                sha256: images[group[0]].sha256.clone(),
+                images: group,
+            });
         }
         issues.extend(unlisted_files(&layout, &images)?);
         Ok(Dataset { root: root.to_path_buf(), images, issues })
@@ -153,7 +158,8 @@ fn load_one(
     path: PathBuf,
     in_fractured_folder: bool,
 ) -> Result<(ImageRecord, Option<IntegrityIssue>), DatasetError> {
-    let bytes = std::fs::read(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;
+    let bytes =
+        std::fs::read(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
@@ -165,7 +171,10 @@ fn load_one(
         Ok(text) => (parse_yolo(&text, width, height, &label_path)?, None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
             Vec::new(),
-            Some(IntegrityIssue::MissingLabel { image_id: meta.image_id.clone(), path: label_path }),
+            Some(IntegrityIssue::MissingLabel {
+                image_id: meta.image_id.clone(),
+                path: label_path,
+            }),
         ),
         Err(source) => return Err(DatasetError::Io { path: label_path, source }),
     };
@@ -202,7 +211,10 @@ fn record_issues(r: &ImageRecord) -> Vec<IntegrityIssue> {
 }
 
 /// Files in the image folders that dataset.csv does not list (hidden files ignored).
-fn unlisted_files(layout: &Layout, images: &[ImageRecord]) -> Result<Vec<IntegrityIssue>, DatasetError> {
+fn unlisted_files(
+    layout: &Layout,
+    images: &[ImageRecord],
+) -> Result<Vec<IntegrityIssue>, DatasetError> {
     let listed: HashSet<&Path> = images.iter().map(|r| r.path.as_path()).collect();
     let mut out = Vec::new();
     for fractured in [true, false] {
@@ -230,14 +242,21 @@ impl std::fmt::Display for IntegrityIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IntegrityIssue::Duplicate { sha256, images } => {
-                write!(f, "duplicate: {} byte-identical images (sha256 {})", images.len(), &sha256[..12.min(sha256.len())])
+                write!(
+                    f,
+                    "duplicate: {} byte-identical images (sha256 {})",
+                    images.len(),
+                    &sha256[..12.min(sha256.len())]
+                )
             }
-            IntegrityIssue::FolderMismatch { image_id, csv_fractured, in_fractured_folder } => write!(
-                f,
-                "{image_id}: dataset.csv says fractured={}, but the file is in {}",
-                u8::from(*csv_fractured),
-                if *in_fractured_folder { "images/Fractured" } else { "images/Non_fractured" }
-            ),
+            IntegrityIssue::FolderMismatch { image_id, csv_fractured, in_fractured_folder } => {
+                write!(
+                    f,
+                    "{image_id}: dataset.csv says fractured={}, but the file is in {}",
+                    u8::from(*csv_fractured),
+                    if *in_fractured_folder { "images/Fractured" } else { "images/Non_fractured" }
+                )
+            }
             IntegrityIssue::CountMismatch { image_id, csv_count, label_boxes } => write!(
                 f,
                 "{image_id}: dataset.csv says fracture_count={csv_count}, the YOLO label has {label_boxes} box(es)"
@@ -248,9 +267,15 @@ impl std::fmt::Display for IntegrityIssue {
                 u8::from(*fractured)
             ),
             IntegrityIssue::MissingLabel { image_id, path } => {
-                write!(f, "{image_id}: no label file {} (treated as no fracture boxes)", path.display())
+                write!(
+                    f,
+                    "{image_id}: no label file {} (treated as no fracture boxes)",
+                    path.display()
+                )
             }
-            IntegrityIssue::Unlisted { path } => write!(f, "{}: not listed in dataset.csv", path.display()),
+            IntegrityIssue::Unlisted { path } => {
+                write!(f, "{}: not listed in dataset.csv", path.display())
+            }
         }
     }
 }

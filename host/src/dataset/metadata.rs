@@ -26,11 +26,8 @@ pub fn read_metadata(path: &Path) -> Result<Vec<MetaRow>, DatasetError> {
         .from_path(path)
         .map_err(|e| csv_error(path, e))?;
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-    let missing: Vec<&str> = ImageMeta::COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !headers.iter().any(|h| h == *c))
-        .collect();
+    let missing: Vec<&str> =
+        ImageMeta::COLUMNS.iter().copied().filter(|c| !headers.iter().any(|h| h == *c)).collect();
     if !missing.is_empty() {
         return Err(malformed(1, format!("missing column(s): {}", missing.join(", "))));
     }
@@ -39,12 +36,14 @@ pub fn read_metadata(path: &Path) -> Result<Vec<MetaRow>, DatasetError> {
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
         let line = record.position().map_or(0, |p| p.line() as usize);
-        let meta: ImageMeta = record
-            .deserialize(Some(&headers))
-            .map_err(|e| malformed(line, e.to_string()))?;
+        let meta: ImageMeta =
+            record.deserialize(Some(&headers)).map_err(|e| malformed(line, e.to_string()))?;
         validate(&meta).map_err(|m| malformed(line, m))?;
         if let Some(first) = seen.insert(meta.image_id.clone(), line) {
-            return Err(malformed(line, format!("image_id {} already listed on line {first}", meta.image_id)));
+            return Err(malformed(
+                line,
+                format!("image_id {} already listed on line {first}", meta.image_id),
+            ));
         }
         rows.push(MetaRow { line, meta });
     }
@@ -86,11 +85,9 @@ fn csv_error(path: &Path, e: csv::Error) -> DatasetError {
     let line = e.position().map_or(0, |p| p.line() as usize);
     match e.into_kind() {
         csv::ErrorKind::Io(source) => DatasetError::Io { path: path.to_path_buf(), source },
-        kind => DatasetError::Malformed {
-            path: path.to_path_buf(),
-            line,
-            message: format!("{kind:?}"),
-        },
+        kind => {
+            DatasetError::Malformed { path: path.to_path_buf(), line, message: format!("{kind:?}") }
+        }
     }
 }
 
@@ -99,8 +96,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const HEADER: &str =
-        "image_id,hand,leg,hip,shoulder,mixed,hardware,multiscan,fractured,fracture_count,frontal,lateral,oblique\n";
+    const HEADER: &str = "image_id,hand,leg,hip,shoulder,mixed,hardware,multiscan,fractured,fracture_count,frontal,lateral,oblique\n";
 
     fn parse(body: &str) -> Result<Vec<MetaRow>, DatasetError> {
         let dir = tempfile::tempdir().unwrap();
@@ -123,19 +119,26 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let err = parse(&format!("{HEADER}IMG0.jpg,1,0,0,0,0,0,0,1,1,1,0,0\nIMG1.jpg,x,0,0,0,0,0,0,1,1,1,0,0\n"))
-            .unwrap_err()
-            .to_string();
+        let err = parse(&format!(
+            "{HEADER}IMG0.jpg,1,0,0,0,0,0,0,1,1,1,0,0\nIMG1.jpg,x,0,0,0,0,0,0,1,1,1,0,0\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("dataset.csv:3"), "{err}");
-        let err = parse(&format!("{HEADER}IMG0.jpg,2,0,0,0,0,0,0,1,1,1,0,0\n")).unwrap_err().to_string();
+        let err =
+            parse(&format!("{HEADER}IMG0.jpg,2,0,0,0,0,0,0,1,1,1,0,0\n")).unwrap_err().to_string();
         assert!(err.contains(":2:") && err.contains("hand"), "{err}");
         let err = parse("image_id,hand\nIMG0.jpg,1\n").unwrap_err().to_string();
         assert!(err.contains("missing column") && err.contains("fracture_count"), "{err}");
-        let err = parse(&format!("{HEADER}../etc/passwd,1,0,0,0,0,0,0,1,1,1,0,0\n")).unwrap_err().to_string();
-        assert!(err.contains("not a plain file name"), "{err}");
-        let err = parse(&format!("{HEADER}A.jpg,1,0,0,0,0,0,0,1,1,1,0,0\nA.jpg,1,0,0,0,0,0,0,1,1,1,0,0\n"))
+        let err = parse(&format!("{HEADER}../etc/passwd,1,0,0,0,0,0,0,1,1,1,0,0\n"))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("not a plain file name"), "{err}");
+        let err = parse(&format!(
+            "{HEADER}A.jpg,1,0,0,0,0,0,0,1,1,1,0,0\nA.jpg,1,0,0,0,0,0,0,1,1,1,0,0\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("already listed on line 2"), "{err}");
         let err = parse(&format!("{HEADER}A.jpg,1,0,0\n")).unwrap_err().to_string();
         assert!(err.contains("dataset.csv:2"), "{err}");

@@ -14,7 +14,8 @@ pub enum BodyPart {
 }
 
 impl BodyPart {
-    pub const ALL: [BodyPart; 4] = [BodyPart::Hand, BodyPart::Leg, BodyPart::Hip, BodyPart::Shoulder];
+    pub const ALL: [BodyPart; 4] =
+        [BodyPart::Hand, BodyPart::Leg, BodyPart::Hip, BodyPart::Shoulder];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,10 +79,7 @@ impl ImageMeta {
 
     /// Body parts flagged on this image, in `BodyPart::ALL` order.
     pub fn body_parts(&self) -> Vec<BodyPart> {
-        BodyPart::ALL
-            .into_iter()
-            .filter(|p| self.has_part(*p))
-            .collect()
+        BodyPart::ALL.into_iter().filter(|p| self.has_part(*p)).collect()
     }
 
     pub fn has_part(&self, part: BodyPart) -> bool {

@@ -52,7 +52,12 @@ fn strata(dataset: &Dataset) -> BTreeMap<(bool, &'static str), Vec<Group>> {
 
 /// Stratified split; within each stratum the groups are shuffled with `seed` and the first
 /// `round(n * test)` images go to test, the next `round(n * val)` to val, the rest to train.
-pub fn stratified_split(dataset: &Dataset, val: f64, test: f64, seed: u64) -> Result<Split, SplitError> {
+pub fn stratified_split(
+    dataset: &Dataset,
+    val: f64,
+    test: f64,
+    seed: u64,
+) -> Result<Split, SplitError> {
     if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
         return Err(SplitError::BadFractions { val, test });
     }
@@ -96,10 +101,7 @@ pub fn stratified_kfold(dataset: &Dataset, k: usize, seed: u64) -> Result<Vec<us
         groups.shuffle(&mut rng);
         let mut sizes = vec![0usize; k];
         for g in groups {
-            let fold = (0..k)
-                .map(|j| (j + offset) % k)
-                .min_by_key(|&j| sizes[j])
-                .unwrap_or(0);
+            let fold = (0..k).map(|j| (j + offset) % k).min_by_key(|&j| sizes[j]).unwrap_or(0);
             sizes[fold] += g.members.len();
             for i in g.members {
                 fold_of[i] = fold;
@@ -169,7 +171,10 @@ mod tests {
         assert_eq!(s, stratified_split(&ds, 0.15, 0.15, 7).unwrap());
         assert_ne!(s, stratified_split(&ds, 0.15, 0.15, 8).unwrap());
         // each partition has close to the global fractured fraction
-        let frac = |ids: &[usize]| ids.iter().filter(|&&i| ds.images[i].meta.is_fractured()).count() as f64 / ids.len() as f64;
+        let frac = |ids: &[usize]| {
+            ids.iter().filter(|&&i| ds.images[i].meta.is_fractured()).count() as f64
+                / ids.len() as f64
+        };
         let global = frac(&(0..1000).collect::<Vec<_>>());
         for part in [&s.train, &s.val, &s.test] {
             assert!((frac(part) - global).abs() < 0.03, "{} vs {global}", frac(part));
@@ -182,7 +187,13 @@ mod tests {
         let ds = dataset(1000);
         let s = stratified_split(&ds, 0.2, 0.2, 3).unwrap();
         let where_is = |i: usize| {
-            if s.train.contains(&i) { 0 } else if s.val.contains(&i) { 1 } else { 2 }
+            if s.train.contains(&i) {
+                0
+            } else if s.val.contains(&i) {
+                1
+            } else {
+                2
+            }
         };
         for i in (9..1000).step_by(10) {
             assert_eq!(where_is(i), where_is(i - 1), "duplicate pair {} {i} split apart", i - 1);

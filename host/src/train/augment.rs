@@ -78,10 +78,8 @@ impl AugmentConfig {
 pub fn resize_long_side(s: &Sample, size: u32) -> Sample {
     let (w, h) = (s.image.width, s.image.height);
     let r = f64::from(size) / f64::from(w.max(h));
-    let (rw, rh) = (
-        ((f64::from(w) * r).round() as u32).max(1),
-        ((f64::from(h) * r).round() as u32).max(1),
-    );
+    let (rw, rh) =
+        (((f64::from(w) * r).round() as u32).max(1), ((f64::from(h) * r).round() as u32).max(1));
     let image = Letterbox::new(w, h, rw, rh).apply(&s.image);
     let (sx, sy) = (rw as f32 / w as f32, rh as f32 / h as f32);
     Sample {
@@ -165,7 +163,8 @@ fn invert(m: &Affine) -> Affine {
 /// `src` may be larger (a mosaic canvas): its centre maps to the output's centre.
 pub fn random_affine(s: &Sample, out: u32, cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
     let angle = if cfg.degrees > 0.0 { rng.random_range(-cfg.degrees..=cfg.degrees) } else { 0.0 };
-    let scale = if cfg.scale > 0.0 { rng.random_range(1.0 - cfg.scale..=1.0 + cfg.scale) } else { 1.0 };
+    let scale =
+        if cfg.scale > 0.0 { rng.random_range(1.0 - cfg.scale..=1.0 + cfg.scale) } else { 1.0 };
     let t = |rng: &mut dyn rand::RngCore| {
         if cfg.translate > 0.0 {
             rng.random_range(0.5 - cfg.translate..=0.5 + cfg.translate)
@@ -260,7 +259,8 @@ pub fn random_flip(s: &mut Sample, cfg: &AugmentConfig, rng: &mut impl Rng) {
 
 /// Brightness shift, contrast gain about mid-grey, and gamma, each drawn uniformly.
 pub fn random_photometric(s: &mut Sample, cfg: &AugmentConfig, rng: &mut impl Rng) {
-    let draw = |rng: &mut dyn rand::RngCore, r: f64| if r > 0.0 { rng.random_range(-r..=r) } else { 0.0 };
+    let draw =
+        |rng: &mut dyn rand::RngCore, r: f64| if r > 0.0 { rng.random_range(-r..=r) } else { 0.0 };
     let shift = draw(rng, cfg.brightness) as f32;
     let gain = 1.0 + draw(rng, cfg.contrast) as f32;
     let gamma = 1.0 + draw(rng, cfg.gamma) as f32;
@@ -325,7 +325,13 @@ mod tests {
 
     #[test]
     fn boxes_follow_the_pixels_through_the_whole_pipeline() {
-        let cfg = AugmentConfig { degrees: 0.0, brightness: 0.0, contrast: 0.0, gamma: 0.0, ..Default::default() };
+        let cfg = AugmentConfig {
+            degrees: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            gamma: 0.0,
+            ..Default::default()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let a = bright_box(300, 200, [100, 60, 180, 120]);
         let b = bright_box(200, 300, [20, 30, 90, 100]);
@@ -346,7 +352,13 @@ mod tests {
 
     #[test]
     fn rotation_keeps_boxes_around_the_object() {
-        let cfg = AugmentConfig { mosaic: 0.0, degrees: 30.0, translate: 0.0, scale: 0.0, ..AugmentConfig::none() };
+        let cfg = AugmentConfig {
+            mosaic: 0.0,
+            degrees: 30.0,
+            translate: 0.0,
+            scale: 0.0,
+            ..AugmentConfig::none()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let a = bright_box(256, 256, [100, 100, 156, 156]);
         for _ in 0..10 {
@@ -380,7 +392,8 @@ mod tests {
     #[test]
     fn photometric_stays_in_range() {
         let mut s = bright_box(32, 32, [4, 4, 20, 20]);
-        let cfg = AugmentConfig { brightness: 0.5, contrast: 0.5, gamma: 0.5, ..AugmentConfig::none() };
+        let cfg =
+            AugmentConfig { brightness: 0.5, contrast: 0.5, gamma: 0.5, ..AugmentConfig::none() };
         random_photometric(&mut s, &cfg, &mut ChaCha8Rng::seed_from_u64(3));
         assert!(s.image.data.iter().all(|v| (0.0..=1.0).contains(v)));
     }

@@ -52,7 +52,10 @@ pub fn collate(samples: Vec<Sample>, indices: Vec<usize>, size: u32) -> Batch {
     let images = match batch_from_gray(&planes) {
         Ok(t) => t,
         // An empty batch: callers never ask for one, but keep the shape honest.
-        Err(_) => Tensor::zeros([0, 3, i64::from(size), i64::from(size)], (tch::Kind::Float, tch::Device::Cpu)),
+        Err(_) => Tensor::zeros(
+            [0, 3, i64::from(size), i64::from(size)],
+            (tch::Kind::Float, tch::Device::Cpu),
+        ),
     };
     let s = size as f32;
     let mut rows: Vec<f32> = Vec::new();
@@ -126,7 +129,11 @@ impl Iterator for EpochBatches<'_> {
         let jobs: Vec<(usize, [usize; 3], u64)> = chosen
             .iter()
             .map(|&i| {
-                let others = [self.rng.random_range(0..n), self.rng.random_range(0..n), self.rng.random_range(0..n)];
+                let others = [
+                    self.rng.random_range(0..n),
+                    self.rng.random_range(0..n),
+                    self.rng.random_range(0..n),
+                ];
                 (i, others, self.rng.random())
             })
             .collect();
@@ -138,7 +145,13 @@ impl Iterator for EpochBatches<'_> {
                 if cfg == AugmentConfig::none() {
                     letterbox(&samples[i], size)
                 } else {
-                    augment(&samples[i], [&samples[o[0]], &samples[o[1]], &samples[o[2]]], size, &cfg, &mut rng)
+                    augment(
+                        &samples[i],
+                        [&samples[o[0]], &samples[o[1]], &samples[o[2]]],
+                        size,
+                        &cfg,
+                        &mut rng,
+                    )
                 }
             })
             .collect();
@@ -152,7 +165,11 @@ mod tests {
     use super::*;
 
     fn sample(w: u32, h: u32) -> Sample {
-        Sample { image: GrayF32::new(w, h, 0.3), boxes: vec![[10.0, 10.0, 50.0, 30.0]], classes: vec![0] }
+        Sample {
+            image: GrayF32::new(w, h, 0.3),
+            boxes: vec![[10.0, 10.0, 50.0, 30.0]],
+            classes: vec![0],
+        }
     }
 
     #[test]
@@ -177,8 +194,12 @@ mod tests {
     #[test]
     fn training_batches_are_deterministic_per_seed() {
         let samples: Vec<Sample> = (0..6).map(|i| sample(100 + i * 10, 120)).collect();
-        let a: Vec<Tensor> = EpochBatches::new(&samples, 4, 96, AugmentConfig::default(), true, 9).map(|b| b.images).collect();
-        let b: Vec<Tensor> = EpochBatches::new(&samples, 4, 96, AugmentConfig::default(), true, 9).map(|b| b.images).collect();
+        let a: Vec<Tensor> = EpochBatches::new(&samples, 4, 96, AugmentConfig::default(), true, 9)
+            .map(|b| b.images)
+            .collect();
+        let b: Vec<Tensor> = EpochBatches::new(&samples, 4, 96, AugmentConfig::default(), true, 9)
+            .map(|b| b.images)
+            .collect();
         assert_eq!(a.len(), 2);
         for (x, y) in a.iter().zip(&b) {
             assert!(x.equal(y));

@@ -93,8 +93,10 @@ impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
-        let cfg: Self = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -111,7 +113,7 @@ impl TrainConfig {
         if self.batch == 0 {
             return bad("batch must be at least 1".into());
         }
-        if self.imgsz < 64 || self.imgsz % 32 != 0 {
+        if self.imgsz < 64 || !self.imgsz.is_multiple_of(32) {
             return bad(format!("imgsz {} must be a multiple of 32, at least 64", self.imgsz));
         }
         if !(self.lr0 > 0.0 && self.lr0 < 1.0) {
@@ -149,6 +151,8 @@ mod tests {
         let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
         assert!(e.contains("hyp.toml") && e.contains("epoch"), "{e}");
         std::fs::write(&p, "imgsz = 400\n").unwrap();
-        assert!(TrainConfig::from_toml_file(&p).unwrap_err().to_string().contains("multiple of 32"));
+        assert!(
+            TrainConfig::from_toml_file(&p).unwrap_err().to_string().contains("multiple of 32")
+        );
     }
 }

@@ -121,7 +121,8 @@ impl Optimizer {
                             let _ = p.tensor.g_mul_scalar_(1.0 - lr * decay);
                         }
                         let _ = p.m.g_mul_scalar_(momentum).g_add_(&(&g * (1.0 - momentum)));
-                        let _ = p.v.g_mul_scalar_(self.beta2).g_add_(&(&g * &g * (1.0 - self.beta2)));
+                        let _ =
+                            p.v.g_mul_scalar_(self.beta2).g_add_(&(&g * &g * (1.0 - self.beta2)));
                         let bc1 = 1.0 - momentum.powf(t);
                         let bc2 = 1.0 - self.beta2.powf(t);
                         let denom = (&p.v / bc2).sqrt() + self.eps;
@@ -157,9 +158,14 @@ impl Optimizer {
         for p in &mut self.params {
             for (suffix, slot) in [("m", &mut p.m), ("v", &mut p.v)] {
                 let key = format!("{}.{suffix}", p.name);
-                let src = map.get(key.as_str()).ok_or_else(|| format!("optimizer state lacks {key}"))?;
+                let src =
+                    map.get(key.as_str()).ok_or_else(|| format!("optimizer state lacks {key}"))?;
                 if src.size() != slot.size() {
-                    return Err(format!("optimizer state {key}: shape {:?}, expected {:?}", src.size(), slot.size()));
+                    return Err(format!(
+                        "optimizer state {key}: shape {:?}, expected {:?}",
+                        src.size(),
+                        slot.size()
+                    ));
                 }
                 tch::no_grad(|| slot.copy_(src));
             }
@@ -206,11 +212,17 @@ mod tests {
         let mut opt = Optimizer::new(
             OptimizerKind::AdamW,
             0.5,
-            vec![("c.weight".into(), w.shallow_clone()), ("c.bias".into(), b.shallow_clone()), ("bn.weight".into(), bn.shallow_clone())],
+            vec![
+                ("c.weight".into(), w.shallow_clone()),
+                ("c.bias".into(), b.shallow_clone()),
+                ("bn.weight".into(), bn.shallow_clone()),
+            ],
         );
         assert_eq!(opt.group_sizes(), [1, 1, 1]);
         // zero gradients: only decay moves anything
-        let loss = (&w * 0.0).sum(Kind::Float) + (&b * 0.0).sum(Kind::Float) + (&bn * 0.0).sum(Kind::Float);
+        let loss = (&w * 0.0).sum(Kind::Float)
+            + (&b * 0.0).sum(Kind::Float)
+            + (&bn * 0.0).sum(Kind::Float);
         loss.backward();
         opt.step(0.1, 0.1, 0.9);
         assert!((w.double_value(&[0, 0]) - 0.95).abs() < 1e-6);
@@ -221,12 +233,15 @@ mod tests {
     #[test]
     fn state_round_trip() {
         let w = Tensor::ones([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        let mut opt = Optimizer::new(OptimizerKind::AdamW, 0.0, vec![("a.weight".into(), w.shallow_clone())]);
+        let mut opt =
+            Optimizer::new(OptimizerKind::AdamW, 0.0, vec![("a.weight".into(), w.shallow_clone())]);
         (&w * 2.0).sum(Kind::Float).backward();
         opt.step(0.1, 0.1, 0.9);
         let (step, state) = opt.state();
-        let saved: Vec<(String, Tensor)> = state.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
-        let mut other = Optimizer::new(OptimizerKind::AdamW, 0.0, vec![("a.weight".into(), w.zeros_like())]);
+        let saved: Vec<(String, Tensor)> =
+            state.iter().map(|(n, t)| (n.clone(), t.copy())).collect();
+        let mut other =
+            Optimizer::new(OptimizerKind::AdamW, 0.0, vec![("a.weight".into(), w.zeros_like())]);
         other.load_state(step, &saved).unwrap();
         assert_eq!(other.state().0, 1);
         assert!(other.load_state(1, &[]).is_err());

@@ -29,8 +29,13 @@ pub fn append_csv(path: &Path, loss_names: &[&str], r: &EpochRecord) -> std::io:
         let mut cols = vec!["epoch".to_string()];
         cols.extend(loss_names.iter().map(|n| format!("train/{n}")));
         cols.extend(
-            ["metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"]
-                .map(String::from),
+            [
+                "metrics/precision(B)",
+                "metrics/recall(B)",
+                "metrics/mAP50(B)",
+                "metrics/mAP50-95(B)",
+            ]
+            .map(String::from),
         );
         cols.extend(loss_names.iter().map(|n| format!("val/{n}")));
         cols.extend(["lr/pg0".to_string(), "time".to_string()]);
@@ -47,16 +52,28 @@ pub fn append_csv(path: &Path, loss_names: &[&str], r: &EpochRecord) -> std::io:
 
 /// `curves_losses.png` (train and val per component) and `curves_metrics.png`
 /// (P, R, mAP50, mAP50-95), like the study's figures.
-pub fn plot_curves(dir: &Path, loss_names: &[&str], history: &[EpochRecord]) -> Result<(), plot::PlotError> {
+pub fn plot_curves(
+    dir: &Path,
+    loss_names: &[&str],
+    history: &[EpochRecord],
+) -> Result<(), plot::PlotError> {
     let ep = |r: &EpochRecord| r.epoch as f64;
     let mut losses: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for (i, n) in loss_names.iter().enumerate() {
-        losses.push((format!("train {n}"), history.iter().filter_map(|r| r.train_losses.get(i).map(|v| (ep(r), *v))).collect()));
-        losses.push((format!("val {n}"), history.iter().filter_map(|r| r.val_losses.get(i).map(|v| (ep(r), *v))).collect()));
+        losses.push((
+            format!("train {n}"),
+            history.iter().filter_map(|r| r.train_losses.get(i).map(|v| (ep(r), *v))).collect(),
+        ));
+        losses.push((
+            format!("val {n}"),
+            history.iter().filter_map(|r| r.val_losses.get(i).map(|v| (ep(r), *v))).collect(),
+        ));
     }
-    let series: Vec<(&str, Vec<(f64, f64)>)> = losses.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+    let series: Vec<(&str, Vec<(f64, f64)>)> =
+        losses.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
     plot::line_chart(&dir.join("curves_losses.png"), "Losses", "epoch", "loss", &series)?;
-    let metric = |f: fn(&EpochRecord) -> f64| history.iter().map(|r| (ep(r), f(r))).collect::<Vec<_>>();
+    let metric =
+        |f: fn(&EpochRecord) -> f64| history.iter().map(|r| (ep(r), f(r))).collect::<Vec<_>>();
     plot::line_chart(
         &dir.join("curves_metrics.png"),
         "Validation metrics",
@@ -82,15 +99,30 @@ mod tests {
         let p = dir.path().join("metrics.csv");
         let names = ["box_loss", "cls_loss", "dfl_loss"];
         for epoch in 1..=3 {
-            let r = EpochRecord { epoch, train_losses: vec![1.0, 2.0, 3.0], val_losses: vec![1.5, 2.5, 3.5], map50: 0.1 * epoch as f64, ..Default::default() };
+            let r = EpochRecord {
+                epoch,
+                train_losses: vec![1.0, 2.0, 3.0],
+                val_losses: vec![1.5, 2.5, 3.5],
+                map50: 0.1 * epoch as f64,
+                ..Default::default()
+            };
             append_csv(&p, &names, &r).unwrap();
         }
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("epoch,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B)"));
+        assert!(lines[0].starts_with(
+            "epoch,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B)"
+        ));
         assert!(lines[3].starts_with("3,1.00000"));
-        let history: Vec<EpochRecord> = (1..=3).map(|e| EpochRecord { epoch: e, train_losses: vec![1.0 / e as f64; 3], val_losses: vec![1.0; 3], ..Default::default() }).collect();
+        let history: Vec<EpochRecord> = (1..=3)
+            .map(|e| EpochRecord {
+                epoch: e,
+                train_losses: vec![1.0 / e as f64; 3],
+                val_losses: vec![1.0; 3],
+                ..Default::default()
+            })
+            .collect();
         plot_curves(dir.path(), &names, &history).unwrap();
         image::open(dir.path().join("curves_losses.png")).unwrap();
         image::open(dir.path().join("curves_metrics.png")).unwrap();

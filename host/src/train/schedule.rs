@@ -41,7 +41,9 @@ impl Schedule {
         let n = self.epochs.max(1) as f64;
         match self.shape {
             LrShape::Linear => (1.0 - x / n).max(0.0) * (1.0 - self.lrf) + self.lrf,
-            LrShape::Cosine => ((1.0 - (x * std::f64::consts::PI / n).cos()) / 2.0) * (self.lrf - 1.0) + 1.0,
+            LrShape::Cosine => {
+                ((1.0 - (x * std::f64::consts::PI / n).cos()) / 2.0) * (self.lrf - 1.0) + 1.0
+            }
         }
     }
 
@@ -54,7 +56,13 @@ impl Schedule {
     }
 
     /// Rates at global iteration `iter` of epoch `epoch`.
-    pub fn rates(&self, lr0: f64, epoch: usize, iter: usize, batches_per_epoch: usize) -> StepRates {
+    pub fn rates(
+        &self,
+        lr0: f64,
+        epoch: usize,
+        iter: usize,
+        batches_per_epoch: usize,
+    ) -> StepRates {
         let target = lr0 * self.factor(epoch);
         let nw = self.warmup_iters(batches_per_epoch);
         if iter >= nw || nw == 0 {

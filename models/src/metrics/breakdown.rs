@@ -14,7 +14,12 @@ pub fn evaluate_subset(
 ) -> Result<CocoEval, CocoError> {
     let sub = CocoDataset {
         images: gt.images.iter().filter(|i| subset.contains(&i.id)).cloned().collect(),
-        annotations: gt.annotations.iter().filter(|a| subset.contains(&a.image_id)).cloned().collect(),
+        annotations: gt
+            .annotations
+            .iter()
+            .filter(|a| subset.contains(&a.image_id))
+            .cloned()
+            .collect(),
         categories: gt.categories.clone(),
     };
     let sub_dets: Vec<Detection> =
@@ -45,7 +50,12 @@ mod tests {
             categories: vec![CocoCategory { id: 1, name: "fracture".into() }],
         };
         // Image 1 found, image 2 missed.
-        let dets = vec![Detection { image_id: 1, category_id: 1, bbox: [10.0, 10.0, 40.0, 40.0], score: 0.9 }];
+        let dets = vec![Detection {
+            image_id: 1,
+            category_id: 1,
+            bbox: [10.0, 10.0, 40.0, 40.0],
+            score: 0.9,
+        }];
         let all = evaluate(&gt, &dets).unwrap().stats;
         let one = evaluate_subset(&gt, &dets, &HashSet::from([1])).unwrap().stats;
         let two = evaluate_subset(&gt, &dets, &HashSet::from([2])).unwrap().stats;

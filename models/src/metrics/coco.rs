@@ -225,7 +225,8 @@ pub fn evaluate(gt: &CocoDataset, dets: &[Detection]) -> Result<CocoEval, CocoEr
     let mut category_ids: Vec<i64> = gt.categories.iter().map(|c| c.id).collect();
     category_ids.sort_unstable();
     category_ids.dedup();
-    let img_index: HashMap<i64, usize> = image_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let img_index: HashMap<i64, usize> =
+        image_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let cat_index: HashMap<i64, usize> =
         category_ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
     let (n_img, n_cat) = (image_ids.len(), category_ids.len());
@@ -333,12 +334,8 @@ pub fn evaluate(gt: &CocoDataset, dets: &[Detection]) -> Result<CocoEval, CocoEr
         }
     }
 
-    let mut eval = CocoEval {
-        category_ids,
-        precision,
-        recall,
-        stats: CocoStats::from_array([0.0; 12]),
-    };
+    let mut eval =
+        CocoEval { category_ids, precision, recall, stats: CocoStats::from_array([0.0; 12]) };
     eval.stats = summarize(&eval, &thr);
     Ok(eval)
 }

@@ -76,10 +76,8 @@ pub fn load_ground_truth(path: &Path) -> Result<CocoDataset, CocoJsonError> {
     let gt: CocoDataset = serde_json::from_str(&read(path)?).map_err(|source| {
         CocoJsonError::Parse { path: path.to_path_buf(), what: "ground-truth", source }
     })?;
-    if let Some(a) = gt
-        .annotations
-        .iter()
-        .find(|a| a.bbox.iter().any(|v| !v.is_finite()) || !a.area.is_finite())
+    if let Some(a) =
+        gt.annotations.iter().find(|a| a.bbox.iter().any(|v| !v.is_finite()) || !a.area.is_finite())
     {
         return Err(CocoJsonError::Invalid {
             path: path.to_path_buf(),

@@ -93,8 +93,10 @@ pub fn match_predictions(img: &ImagePredictions) -> Vec<[bool; 10]> {
         })
         .collect();
     for (t, thr) in iou_thresholds_f32().into_iter().enumerate() {
-        let mut pairs: Vec<(usize, usize)> =
-            (0..nl).flat_map(|l| (0..np).map(move |p| (l, p))).filter(|&(l, p)| iou[l * np + p] >= thr).collect();
+        let mut pairs: Vec<(usize, usize)> = (0..nl)
+            .flat_map(|l| (0..np).map(move |p| (l, p)))
+            .filter(|&(l, p)| iou[l * np + p] >= thr)
+            .collect();
         if pairs.len() > 1 {
             // by IoU descending; then keep the first pair of each prediction (the result comes
             // out ordered by prediction index, as np.unique returns it), then the first pair of
@@ -236,12 +238,15 @@ pub fn precision_recall_f1(images: &[ImagePredictions]) -> PrfSummary {
                 .collect()
         })
         .collect();
-    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| if n == 0 { 0.0 } else { v.sum::<f64>() / n as f64 };
+    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| {
+        if n == 0 { 0.0 } else { v.sum::<f64>() / n as f64 }
+    };
     let best = if nc == 0 {
         0
     } else {
-        let mean_f1: Vec<f64> =
-            (0..CURVE_POINTS).map(|k| f1_curve.iter().map(|c| c[k]).sum::<f64>() / nc as f64).collect();
+        let mean_f1: Vec<f64> = (0..CURVE_POINTS)
+            .map(|k| f1_curve.iter().map(|c| c[k]).sum::<f64>() / nc as f64)
+            .collect();
         let s = smooth(&mean_f1, 0.1);
         // argmax: the first maximum
         let mut bi = 0;

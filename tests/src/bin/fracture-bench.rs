@@ -9,7 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use fracture_models::metrics::coco_json::{CocoAnnotation, CocoCategory, CocoImage};
-use fracture_models::metrics::{CocoDataset, Detection, evaluate, load_detections, load_ground_truth};
+use fracture_models::metrics::{
+    CocoDataset, Detection, evaluate, load_detections, load_ground_truth,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -52,13 +54,25 @@ fn synthetic_case(n_images: usize, seed: u64) -> (CocoDataset, Vec<Detection>) {
     for i in 0..n_images {
         let id = i as i64 + 1;
         let (w, h) = (rng.random_range(300.0..900.0f64), rng.random_range(300.0..900.0f64));
-        gt.images.push(CocoImage { id, file_name: format!("{id}.jpg"), width: w as u32, height: h as u32 });
+        gt.images.push(CocoImage {
+            id,
+            file_name: format!("{id}.jpg"),
+            width: w as u32,
+            height: h as u32,
+        });
         let n_gt = rng.random_range(0..6);
         for _ in 0..n_gt {
             let (bw, bh) = (rng.random_range(8.0..w / 3.0), rng.random_range(8.0..h / 3.0));
             let bbox = [rng.random_range(0.0..w - bw), rng.random_range(0.0..h - bh), bw, bh];
             let ann_id = gt.annotations.len() as i64 + 1;
-            gt.annotations.push(CocoAnnotation { id: ann_id, image_id: id, category_id: 1, bbox, area: bw * bh, iscrowd: 0 });
+            gt.annotations.push(CocoAnnotation {
+                id: ann_id,
+                image_id: id,
+                category_id: 1,
+                bbox,
+                area: bw * bh,
+                iscrowd: 0,
+            });
             if rng.random_bool(0.8) {
                 let j = rng.random_range(-0.2..0.2);
                 dets.push(Detection {
@@ -92,7 +106,12 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
     let (gt_path, dt_path) = (dir.path().join("gt.json"), dir.path().join("dt.json"));
     std::fs::write(&gt_path, serde_json::to_string(&gt)?)?;
     std::fs::write(&dt_path, serde_json::to_string(&dets)?)?;
-    println!("case: {} images, {} ground-truth boxes, {} detections", gt.images.len(), gt.annotations.len(), dets.len());
+    println!(
+        "case: {} images, {} ground-truth boxes, {} detections",
+        gt.images.len(),
+        gt.annotations.len(),
+        dets.len()
+    );
 
     let (mut load, mut eval) = (Vec::new(), Vec::new());
     let mut stats = [0.0; 12];
@@ -110,7 +129,12 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
 
     let out = Command::new(&python)
         .arg(workspace().join("tests/peers/coco_eval.py"))
-        .args(["bench", gt_path.to_str().unwrap_or_default(), dt_path.to_str().unwrap_or_default(), &runs.to_string()])
+        .args([
+            "bench",
+            gt_path.to_str().unwrap_or_default(),
+            dt_path.to_str().unwrap_or_default(),
+            &runs.to_string(),
+        ])
         .output()
         .context("running the pycocotools benchmark")?;
     if !out.status.success() {
@@ -118,15 +142,25 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
     }
     let peers: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     println!("\nmedian of {runs} runs, single thread, same files\n");
-    println!("{:<18} {:>10} {:>12} {:>14} {:>14}", "implementation", "load (s)", "eval (s)", "eval ratio", "stats agree");
-    println!("{:<18} {:>10.4} {:>12.4} {:>14} {:>14}", "ours (Rust)", our_load, our_eval, "1.0x", "-");
+    println!(
+        "{:<18} {:>10} {:>12} {:>14} {:>14}",
+        "implementation", "load (s)", "eval (s)", "eval ratio", "stats agree"
+    );
+    println!(
+        "{:<18} {:>10.4} {:>12.4} {:>14} {:>14}",
+        "ours (Rust)", our_load, our_eval, "1.0x", "-"
+    );
     for name in ["pycocotools", "faster-coco-eval"] {
         let p = &peers[name];
         if p.is_null() {
             continue;
         }
-        let (l, e) = (p["load_s"].as_f64().unwrap_or(f64::NAN), p["eval_s"].as_f64().unwrap_or(f64::NAN));
-        let theirs: Vec<f64> = p["stats"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+        let (l, e) =
+            (p["load_s"].as_f64().unwrap_or(f64::NAN), p["eval_s"].as_f64().unwrap_or(f64::NAN));
+        let theirs: Vec<f64> = p["stats"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
         let max_diff = theirs.iter().zip(stats).map(|(t, o)| (t - o).abs()).fold(0.0, f64::max);
         let agree = if theirs.len() == 12 { format!("max {max_diff:.1e}") } else { "n/a".into() };
         println!("{name:<18} {l:>10.4} {e:>12.4} {:>13.1}x {agree:>14}", e / our_eval);
