@@ -234,9 +234,14 @@ impl Yolo {
     /// sigmoid class scores, anchors ordered P3, P4, P5 row-major. Batch norms in eval mode;
     /// run inside `tch::no_grad` when no gradients are needed.
     pub fn forward_inference(&self, x: &Tensor) -> Tensor {
-        let raw = self.forward_raw(x, false);
+        self.decode(&self.forward_raw(x, false))
+    }
+
+    /// Raw per-level outputs (from [`Yolo::forward_raw`]) to `[B, 4 + nc, N]`, for callers that
+    /// need both (validation computes the loss on the raw maps and metrics on the boxes).
+    pub fn decode(&self, raw: &[Tensor]) -> Tensor {
         decode(
-            &raw,
+            raw,
             &STRIDES,
             self.detect.reg_max(),
             self.cfg.num_classes,
