@@ -27,6 +27,8 @@ enum Command {
     Check(commands::split::CheckArgs),
     /// Stratified train/val/test split or k-fold assignment, duplicates kept together.
     Split(commands::split::SplitArgs),
+    /// Train a detector (YOLO11 n/s/m/l/x) with checkpoints, curves and resume.
+    Train(Box<commands::train::TrainArgs>),
     /// Exploratory data analysis: plots and report.md.
     Eda(commands::eda::EdaArgs),
     /// COCO-style detection metrics (the 12 stats, P/R/F1) from COCO json files.
@@ -49,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth(args) => commands::synth::run(&args),
         Command::Check(args) => commands::split::run_check(&args),
         Command::Split(args) => commands::split::run(&args),
+        Command::Train(args) => commands::train::run(&args),
         Command::Eda(args) => commands::eda::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
     }

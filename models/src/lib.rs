@@ -4,6 +4,7 @@
 //! detection metrics.
 
 pub mod boxes;
+pub mod boxes_tch;
 pub mod letterbox;
 pub mod metrics;
 pub mod nms;

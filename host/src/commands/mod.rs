@@ -5,3 +5,4 @@ pub mod eda;
 pub mod metrics;
 pub mod split;
 pub mod synth;
+pub mod train;

@@ -25,8 +25,23 @@ pub struct CocoAnnotation {
     pub bbox: [f64; 4],
     /// Used for the small/medium/large ranges (pycocotools reads this field, not the box).
     pub area: f64,
-    #[serde(default)]
+    /// 0 or 1 (`false`/`true` accepted); optional, default 0.
+    #[serde(default, deserialize_with = "flag")]
     pub iscrowd: u8,
+}
+
+/// An integer flag that some writers emit as a boolean.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Int(u8),
+        Bool(bool),
+    }
+    Ok(match Flag::deserialize(d)? {
+        Flag::Int(v) => v,
+        Flag::Bool(b) => u8::from(b),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,4 +118,50 @@ pub fn load_detections(path: &Path) -> Result<Vec<Detection>, CocoJsonError> {
         });
     }
     Ok(dets)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn loads_ground_truth_with_optional_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "gt.json",
+            r#"{"images": [{"id": 3, "file_name": "a.jpg", "width": 10, "height": 20}],
+                "annotations": [
+                  {"id": 1, "image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12},
+                  {"id": 2, "image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12,
+                   "iscrowd": true, "segmentation": []}],
+                "categories": [{"id": 1, "name": "fracture", "supercategory": "bone"}],
+                "info": {}}"#,
+        );
+        let gt = load_ground_truth(&p).unwrap();
+        assert_eq!(gt.images[0].id, 3);
+        assert_eq!(gt.annotations[0].iscrowd, 0);
+        assert_eq!(gt.annotations[1].iscrowd, 1);
+        assert_eq!(gt.annotations[0].bbox, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "dt.json", "[\n {\"image_id\": 1, \"category_id\": 1,\n  \"score\": 0.5}\n]");
+        let e = load_detections(&p).unwrap_err().to_string();
+        assert!(e.contains("dt.json") && e.contains("bbox") && e.contains("line 3"), "{e}");
+        let p = write(dir.path(), "gt.json", "{\"images\": [}");
+        let e = load_ground_truth(&p).unwrap_err().to_string();
+        assert!(e.contains("gt.json") && e.contains("column"), "{e}");
+        let e = load_ground_truth(&dir.path().join("missing.json")).unwrap_err().to_string();
+        assert!(e.contains("missing.json"), "{e}");
+    }
 }

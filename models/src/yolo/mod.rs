@@ -21,11 +21,13 @@
 //! ```
 
 pub mod anchors;
+pub mod assigner;
 pub mod attention;
 pub mod blocks;
 pub mod conv;
 pub mod decode;
 pub mod head;
+pub mod loss;
 pub mod model;
 pub mod scale;
 pub mod weights;

@@ -1,0 +1,74 @@
+//! Training YOLO11 through the real `fracture` binary on phantoms: a short run writes every
+//! artefact, and a run killed mid-training resumes from its last completed epoch and finishes.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fracture(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
+    text
+}
+
+fn csv_epochs(run: &Path) -> Vec<usize> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn short_run_writes_everything_and_resumes_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    fracture(&["synth", "--out", d, "--count", "40", "--seed", "4"]);
+    let common = ["--arch", "yolo11n", "--data", d, "--imgsz", "128", "--batch", "8", "--seed", "1"];
+
+    // A complete short run.
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    let mut args = common.to_vec();
+    args.extend(["--out", r, "--epochs", "2"]);
+    let text = fracture(&args);
+    assert!(text.contains("done: 2 epochs"), "{text}");
+    for f in ["weights/last.safetensors", "weights/best.safetensors", "metrics.csv", "hyp.toml", "split.json", "curves_losses.png", "curves_metrics.png"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(csv_epochs(&run), vec![1, 2]);
+    let meta = fracture_models::weights_file::read_meta(&run.join("weights/best.safetensors")).unwrap().unwrap();
+    assert_eq!(meta.arch, "yolo11n");
+    assert_eq!(meta.classes, vec!["fracture".to_string()]);
+    assert_eq!(meta.imgsz, 128);
+    // A second run into the same folder is refused without --resume.
+    let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+
+    // Killed after its first epoch, then resumed to the end.
+    let run2 = tmp.path().join("run2");
+    let r2 = run2.to_str().unwrap();
+    let mut args = common.to_vec();
+    args.extend(["--out", r2, "--epochs", "3"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fracture")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !run2.join("state.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no epoch finished in 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = csv_epochs(&run2).len();
+    assert!(done_before < 3, "the kill came too late to test resuming");
+    let mut resume = args.clone();
+    resume.push("--resume");
+    let text = fracture(&resume);
+    assert!(text.contains("done: 3 epochs"), "{text}");
+    assert_eq!(csv_epochs(&run2), vec![1, 2, 3]);
+}
