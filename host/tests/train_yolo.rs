@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 fn fracture(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
     text
 }
@@ -28,7 +29,8 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
     fracture(&["synth", "--out", d, "--count", "40", "--seed", "4"]);
-    let common = ["--arch", "yolo11n", "--data", d, "--imgsz", "128", "--batch", "8", "--seed", "1"];
+    let common =
+        ["--arch", "yolo11n", "--data", d, "--imgsz", "128", "--batch", "8", "--seed", "1"];
 
     // A complete short run.
     let run = tmp.path().join("run");
@@ -37,11 +39,21 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     args.extend(["--out", r, "--epochs", "2"]);
     let text = fracture(&args);
     assert!(text.contains("done: 2 epochs"), "{text}");
-    for f in ["weights/last.safetensors", "weights/best.safetensors", "metrics.csv", "hyp.toml", "split.json", "curves_losses.png", "curves_metrics.png"] {
+    for f in [
+        "weights/last.safetensors",
+        "weights/best.safetensors",
+        "metrics.csv",
+        "hyp.toml",
+        "split.json",
+        "curves_losses.png",
+        "curves_metrics.png",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     assert_eq!(csv_epochs(&run), vec![1, 2]);
-    let meta = fracture_models::weights_file::read_meta(&run.join("weights/best.safetensors")).unwrap().unwrap();
+    let meta = fracture_models::weights_file::read_meta(&run.join("weights/best.safetensors"))
+        .unwrap()
+        .unwrap();
     assert_eq!(meta.arch, "yolo11n");
     assert_eq!(meta.classes, vec!["fracture".to_string()]);
     assert_eq!(meta.imgsz, 128);
@@ -55,7 +67,12 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     let r2 = run2.to_str().unwrap();
     let mut args = common.to_vec();
     args.extend(["--out", r2, "--epochs", "3"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fracture")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fracture"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let started = Instant::now();
     while !run2.join("state.json").exists() {
         assert!(started.elapsed() < Duration::from_secs(300), "no epoch finished in 5 minutes");

@@ -117,18 +117,23 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
 /// The split from a file (image ids) or computed; written into the run folder either way.
 fn split(args: &TrainArgs, ds: &Dataset, seed: u64) -> anyhow::Result<Split> {
     let saved = args.out.join("split.json");
-    let source = args.split.clone().or_else(|| (args.resume && saved.exists()).then(|| saved.clone()));
+    let source =
+        args.split.clone().or_else(|| (args.resume && saved.exists()).then(|| saved.clone()));
     let split = if let Some(path) = source {
         let v: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )
         .with_context(|| format!("{} is not JSON", path.display()))?;
         let ids = |k: &str| -> anyhow::Result<Vec<usize>> {
-            let list = v[k].as_array().with_context(|| format!("{}: no \"{k}\" list", path.display()))?;
+            let list =
+                v[k].as_array().with_context(|| format!("{}: no \"{k}\" list", path.display()))?;
             list.iter()
                 .map(|id| {
                     let id = id.as_str().unwrap_or_default();
-                    ds.position(id).with_context(|| format!("{}: image {id} is not in the dataset", path.display()))
+                    ds.position(id).with_context(|| {
+                        format!("{}: image {id} is not in the dataset", path.display())
+                    })
                 })
                 .collect()
         };
@@ -136,25 +141,40 @@ fn split(args: &TrainArgs, ds: &Dataset, seed: u64) -> anyhow::Result<Split> {
     } else {
         stratified_split(ds, 0.15, 0.15, seed)?
     };
-    let names = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect() };
-    let doc = json!({"train": names(&split.train), "val": names(&split.val), "test": names(&split.test)});
-    std::fs::write(&saved, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", saved.display()))?;
+    let names = |idx: &[usize]| -> Vec<&str> {
+        idx.iter().map(|&i| ds.images[i].meta.image_id.as_str()).collect()
+    };
+    let doc =
+        json!({"train": names(&split.train), "val": names(&split.val), "test": names(&split.test)});
+    std::fs::write(&saved, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", saved.display()))?;
     Ok(split)
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let Some(letter) = args.arch.strip_prefix("yolo11") else {
-        bail!("--arch {}: this build trains yolo11n|s|m|l|x (Faster R-CNN training is not in this build yet)", args.arch);
+        bail!(
+            "--arch {}: this build trains yolo11n|s|m|l|x (Faster R-CNN training is not in this build yet)",
+            args.arch
+        );
     };
     let scale: Scale = letter.parse().map_err(|e| anyhow::anyhow!("--arch {}: {e}", args.arch))?;
     let cfg = config(args)?;
     if !args.resume && args.out.join("state.json").exists() {
-        bail!("{} already holds a run: pass --resume to continue it, or choose another --out", args.out.display());
+        bail!(
+            "{} already holds a run: pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let ds = Dataset::load(&args.data).with_context(|| format!("loading {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let ds =
+        Dataset::load(&args.data).with_context(|| format!("loading {}", args.data.display()))?;
     if !ds.issues.is_empty() {
-        eprintln!("note: {} integrity issue(s) in the dataset (see `fracture check`)", ds.issues.len());
+        eprintln!(
+            "note: {} integrity issue(s) in the dataset (see `fracture check`)",
+            ds.issues.len()
+        );
     }
     let split = split(args, &ds, cfg.seed)?;
     eprintln!(

@@ -8,5 +8,5 @@ pub mod ema;
 pub mod optimizer;
 pub mod record;
 pub mod schedule;
-pub mod yolo;
 pub mod validate;
+pub mod yolo;

@@ -104,7 +104,12 @@ impl YoloTrainer {
         for (k, v) in extra {
             m.insert((*k).to_string(), v.clone());
         }
-        WeightsMeta { arch: self.arch(), classes: self.classes.clone(), imgsz: self.cfg.imgsz, extra: m }
+        WeightsMeta {
+            arch: self.arch(),
+            classes: self.classes.clone(),
+            imgsz: self.cfg.imgsz,
+            extra: m,
+        }
     }
 
     /// Trains on `train` and validates on `val` every epoch; returns the final state.
@@ -123,13 +128,14 @@ impl YoloTrainer {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = Yolo::new(&vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
         if let Some(init) = &self.init {
-            let tensors = weights_file::load_tensors(init).map_err(|e| TrainError::Weights(e.to_string()))?;
-            load_named(&vs, tensors, init)
-                .map_err(|e| TrainError::Weights(e.to_string()))?;
+            let tensors =
+                weights_file::load_tensors(init).map_err(|e| TrainError::Weights(e.to_string()))?;
+            load_named(&vs, tensors, init).map_err(|e| TrainError::Weights(e.to_string()))?;
         }
         // A second model holds the EMA weights for validation.
         let eval_vs = nn::VarStore::new(Device::Cpu);
-        let eval_model = Yolo::new(&eval_vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
+        let eval_model =
+            Yolo::new(&eval_vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
 
         let trainable: Vec<(String, Tensor)> =
             named(&vs).into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -139,7 +145,11 @@ impl YoloTrainer {
             (Some(gamma), _) => ClsLoss::Focal { gamma, alpha: 0.25 },
             (None, pos_weight) => ClsLoss::Bce { pos_weight },
         };
-        let gains = LossGains { box_gain: self.cfg.box_gain, cls_gain: self.cfg.cls_gain, dfl_gain: self.cfg.dfl_gain };
+        let gains = LossGains {
+            box_gain: self.cfg.box_gain,
+            cls_gain: self.cfg.cls_gain,
+            dfl_gain: self.cfg.dfl_gain,
+        };
         let loss_fn = YoloLoss::new(nc, model.reg_max(), &model.strides(), gains, cls);
 
         let mut state = RunState {
@@ -188,7 +198,14 @@ impl YoloTrainer {
             if epoch + self.cfg.close_mosaic >= self.cfg.epochs {
                 aug.mosaic = 0.0;
             }
-            let batches = EpochBatches::new(train, self.cfg.batch, self.cfg.imgsz, aug, true, self.cfg.seed ^ epoch as u64);
+            let batches = EpochBatches::new(
+                train,
+                self.cfg.batch,
+                self.cfg.imgsz,
+                aug,
+                true,
+                self.cfg.seed ^ epoch as u64,
+            );
             let mut sums = [0.0f64; 3];
             let mut seen = 0usize;
             let mut lr_now = 0.0;
@@ -241,7 +258,8 @@ impl YoloTrainer {
             state.ema_updates = ema.updates;
             let ema_tensors: Vec<(String, Tensor)> =
                 ema.tensors().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
-            let meta = self.meta(&[("epoch", (epoch + 1).to_string()), ("fitness", format!("{fit:.5}"))]);
+            let meta =
+                self.meta(&[("epoch", (epoch + 1).to_string()), ("fitness", format!("{fit:.5}"))]);
             weights_file::save(&self.run.weights("last"), &ema_tensors, &meta)
                 .map_err(|e| TrainError::Weights(e.to_string()))?;
             if fit > state.best_fitness {
@@ -257,21 +275,27 @@ impl YoloTrainer {
                 say(&bar, format!("warning: could not draw the curves: {e}"));
             }
             self.save_state(&vs, &opt, &ema, &state)?;
-            say(&bar, format!(
-                "epoch {:>3}: mAP50 {:.4}  mAP50-95 {:.4}  P {:.4}  R {:.4}  fitness {:.4}{}",
-                epoch + 1,
-                summary.map50,
-                summary.map50_95,
-                summary.precision,
-                summary.recall,
-                fit,
-                if state.best_epoch == epoch + 1 { "  (best)" } else { "" }
-            ));
+            say(
+                &bar,
+                format!(
+                    "epoch {:>3}: mAP50 {:.4}  mAP50-95 {:.4}  P {:.4}  R {:.4}  fitness {:.4}{}",
+                    epoch + 1,
+                    summary.map50,
+                    summary.map50_95,
+                    summary.precision,
+                    summary.recall,
+                    fit,
+                    if state.best_epoch == epoch + 1 { "  (best)" } else { "" }
+                ),
+            );
             if self.cfg.patience > 0 && epoch + 1 - state.best_epoch >= self.cfg.patience {
-                say(&bar, format!(
-                    "early stop: no improvement for {} epochs (best epoch {})",
-                    self.cfg.patience, state.best_epoch
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "early stop: no improvement for {} epochs (best epoch {})",
+                        self.cfg.patience, state.best_epoch
+                    ),
+                );
                 break;
             }
         }
@@ -290,7 +314,8 @@ impl YoloTrainer {
         let mut images = Vec::with_capacity(val.len());
         let mut sums = [0.0; 3];
         let mut n = 0usize;
-        let batches = EpochBatches::new(val, self.cfg.batch, self.cfg.imgsz, AugmentConfig::none(), false, 0);
+        let batches =
+            EpochBatches::new(val, self.cfg.batch, self.cfg.imgsz, AugmentConfig::none(), false, 0);
         for batch in batches {
             let (preds, parts) = tch::no_grad(|| -> Result<_, TrainError> {
                 let raw = model.forward_raw(&batch.images, false);
@@ -304,14 +329,22 @@ impl YoloTrainer {
             }
             n += 1;
             images.extend(
-                batch_predictions(&preds, &batch.samples, &nms).map_err(|e| TrainError::Model(e.to_string()))?,
+                batch_predictions(&preds, &batch.samples, &nms)
+                    .map_err(|e| TrainError::Model(e.to_string()))?,
             );
         }
         Ok((summarize(&images), sums.map(|s| s / n.max(1) as f64)))
     }
 
-    fn save_state(&self, vs: &nn::VarStore, opt: &Optimizer, ema: &Ema, state: &RunState) -> Result<(), TrainError> {
-        let mut tensors: Vec<(String, Tensor)> = named(vs).into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
+    fn save_state(
+        &self,
+        vs: &nn::VarStore,
+        opt: &Optimizer,
+        ema: &Ema,
+        state: &RunState,
+    ) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, Tensor)> =
+            named(vs).into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
         tensors.extend(ema.tensors().iter().map(|(n, t)| (format!("ema/{n}"), t.shallow_clone())));
         let (_, opt_state) = opt.state();
         tensors.extend(opt_state.into_iter().map(|(n, t)| (format!("opt/{n}"), t)));
@@ -319,25 +352,36 @@ impl YoloTrainer {
         weights_file::save(&self.run.root.join(STATE_FILE), &tensors, &meta)
             .map_err(|e| TrainError::Weights(e.to_string()))?;
         let json = self.run.root.join(STATE_JSON);
-        let text = serde_json::to_string_pretty(state).map_err(|e| TrainError::Weights(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(state).map_err(|e| TrainError::Weights(e.to_string()))?;
         let tmp = json.with_extension("json.partial");
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &json).map_err(io(&json))
     }
 
-    fn load_state(&self, vs: &nn::VarStore, opt: &mut Optimizer, ema: &mut Ema) -> Result<RunState, TrainError> {
+    fn load_state(
+        &self,
+        vs: &nn::VarStore,
+        opt: &mut Optimizer,
+        ema: &mut Ema,
+    ) -> Result<RunState, TrainError> {
         let json = self.run.root.join(STATE_JSON);
         let bad = |message: String| TrainError::Resume { path: self.run.root.clone(), message };
-        let text = std::fs::read_to_string(&json).map_err(|e| bad(format!("{}: {e}", json.display())))?;
-        let state: RunState = serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", json.display())))?;
+        let text =
+            std::fs::read_to_string(&json).map_err(|e| bad(format!("{}: {e}", json.display())))?;
+        let state: RunState =
+            serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", json.display())))?;
         if state.arch != self.arch() {
             return Err(bad(format!("the run trains {}, not {}", state.arch, self.arch())));
         }
-        let tensors = weights_file::load_tensors(&self.run.root.join(STATE_FILE)).map_err(|e| bad(e.to_string()))?;
+        let tensors = weights_file::load_tensors(&self.run.root.join(STATE_FILE))
+            .map_err(|e| bad(e.to_string()))?;
         let pick = |prefix: &str| -> Vec<(String, Tensor)> {
             tensors
                 .iter()
-                .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.shallow_clone())))
+                .filter_map(|(n, t)| {
+                    n.strip_prefix(prefix).map(|s| (s.to_string(), t.shallow_clone()))
+                })
                 .collect()
         };
         copy_into(vs, &pick("model/"));

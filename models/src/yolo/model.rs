@@ -240,13 +240,7 @@ impl Yolo {
     /// Raw per-level outputs (from [`Yolo::forward_raw`]) to `[B, 4 + nc, N]`, for callers that
     /// need both (validation computes the loss on the raw maps and metrics on the boxes).
     pub fn decode(&self, raw: &[Tensor]) -> Tensor {
-        decode(
-            raw,
-            &STRIDES,
-            self.detect.reg_max(),
-            self.cfg.num_classes,
-            self.detect.dfl_weight(),
-        )
+        decode(raw, &STRIDES, self.detect.reg_max(), self.cfg.num_classes, self.detect.dfl_weight())
     }
 
     /// Validates an input batch: 4-D float `[B, 3, H, W]` with `B ≥ 1` and `H`, `W` positive
