@@ -2,18 +2,13 @@
 //! without integrity issues, split, and explored (report and plots written).
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
+
+use support::fracture;
 
 use fracture_host::dataset::Dataset;
-
-fn fracture(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
-    text
-}
 
 fn count_files(dir: &Path, ext: &str) -> usize {
     std::fs::read_dir(dir)

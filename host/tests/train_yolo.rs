@@ -2,17 +2,13 @@
 //! artefact, and a run killed mid-training resumes from its last completed epoch and finishes.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn fracture(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
-    text
-}
+use support::fracture;
 
 fn csv_epochs(run: &Path) -> Vec<usize> {
     std::fs::read_to_string(run.join("metrics.csv"))

@@ -6,9 +6,10 @@
 //! `tests/peers/yolo_loss_reference.py` run in the project's virtualenv (`scripts/setup`).
 #![allow(clippy::unwrap_used)]
 
+mod peers;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use fracture_models::yolo::loss::YoloLoss;
@@ -33,37 +34,10 @@ const CASES: [&str; 7] = [
     "nc3_416_b4_full:3:416:416:4:2-3-1-6:17",
 ];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 /// Runs the Python peer once for all cases; the directory lives as long as the test process.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<Result<tempfile::TempDir, String>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let python = repo_root().join(".venv/bin/python");
-        if !python.exists() {
-            return Err(format!("{} is missing: run scripts/setup", python.display()));
-        }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&python);
-        cmd.arg(repo_root().join("tests/peers/yolo_loss_reference.py"))
-            .arg("--out")
-            .arg(dir.path());
-        for c in CASES {
-            cmd.arg("--case").arg(c);
-        }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {}: {e} (run scripts/setup)", python.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "yolo_loss_reference.py failed (run scripts/setup if the peers are missing):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(dir)
-    });
+    let dir = DIR.get_or_init(|| peers::run_reference("yolo_loss_reference.py", &CASES));
     match dir {
         Ok(d) => d.path(),
         Err(e) => panic!("{e}"),
