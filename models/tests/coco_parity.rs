@@ -73,7 +73,7 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
             1 => vec![1, 2],
             _ => vec![2, 5, 9],
         },
-        tied: case % 4 == 0,
+        tied: case.is_multiple_of(4),
         integer: case % 5 == 1,
     };
     let cats = &style.cat_ids;
@@ -164,19 +164,19 @@ fn random_case(rng: &mut ChaCha8Rng, case: usize) -> (CocoDataset, Vec<Detection
         }
     }
     // Detections for a category absent from the ground truth are ignored by both.
-    if case % 7 == 0 {
+    if case.is_multiple_of(7) {
         dets.push(Detection { image_id, category_id: 99, bbox: [1.0, 1.0, 5.0, 5.0], score: 0.99 });
     }
     // Detections in file order are not grouped by image.
-    if case % 2 == 0 {
+    if case.is_multiple_of(2) {
         let n = dets.len();
         for i in (1..n).rev() {
             dets.swap(i, rng.random_range(0..=i));
         }
     }
     match case {
-        0 => dets.clear(),             // no detections at all
-        1 => gt.annotations.clear(),   // nothing to find: every stat is -1
+        0 => dets.clear(),           // no detections at all
+        1 => gt.annotations.clear(), // nothing to find: every stat is -1
         2 => gt.categories.push(CocoCategory { id: 77, name: "unused".into() }), // no gt, no dt
         _ => {}
     }
@@ -278,7 +278,11 @@ fn random_image(rng: &mut ChaCha8Rng, n_cls: i64) -> ImagePredictions {
                 y + h + j(rng, h),
             ]);
             img.pred_scores.push(score(rng));
-            img.pred_classes.push(if rng.random_bool(0.9) { c } else { rng.random_range(0..n_cls) });
+            img.pred_classes.push(if rng.random_bool(0.9) {
+                c
+            } else {
+                rng.random_range(0..n_cls)
+            });
         }
     }
     for _ in 0..rng.random_range(0..4) {

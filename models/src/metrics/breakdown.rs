@@ -32,8 +32,7 @@ pub fn evaluate_subset(
     keep: impl Fn(i64) -> bool,
 ) -> Result<SubsetMetrics, CocoError> {
     let known: HashSet<i64> = gt.images.iter().map(|i| i.id).collect();
-    if let Some((index, d)) = dets.iter().enumerate().find(|(_, d)| !known.contains(&d.image_id))
-    {
+    if let Some((index, d)) = dets.iter().enumerate().find(|(_, d)| !known.contains(&d.image_id)) {
         return Err(CocoError::UnknownImage { index, image_id: d.image_id });
     }
     let sub = CocoDataset {
@@ -70,7 +69,10 @@ pub fn evaluate_groups(
     dets: &[Detection],
     groups: &BTreeMap<String, HashSet<i64>>,
 ) -> Result<BTreeMap<String, SubsetMetrics>, CocoError> {
-    groups.iter().map(|(name, ids)| Ok((name.clone(), evaluate_image_set(gt, dets, ids)?))).collect()
+    groups
+        .iter()
+        .map(|(name, ids)| Ok((name.clone(), evaluate_image_set(gt, dets, ids)?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,13 +22,13 @@
 //! reached). Categories without regular ground truth in an area range are -1 there, and the
 //! summary means skip the -1 entries, summing in numpy's pairwise order.
 //!
-//! Speed: ground truths and detections are bucketed by (category, image) with one counting
-//! sort, each detection only visits the ground truths it overlaps with IoU ≥ 0.5 (no other can
-//! match at any threshold), matches are one byte per (area, threshold, detection), and one
-//! score sort per category serves all three maxDets and all four area ranges (the score order
-//! does not depend on them, and filtering a stable order keeps it stable).
-
-use std::collections::HashMap;
+//! Speed (single thread; `fracture-bench coco` compares it with pycocotools): ground truths
+//! and detections are bucketed by (category, image) with one counting sort; each detection
+//! only visits the ground truths it overlaps with IoU ≥ 0.5 (no other can match at any
+//! threshold); outcomes are one byte per (area range, threshold, detection); one score sort per
+//! category serves all area ranges and maxDets (the order does not depend on them, and keeping
+//! ranks < maxDets of a stable order keeps it stable); and the precision/recall curves are
+//! built at true positives only (see `Curve`).
 
 use super::coco_json::{CocoDataset, Detection};
 
@@ -227,7 +227,8 @@ struct DtBox {
     score: f64,
 }
 
-/// Items grouped by cell (`k * n_img + i`), each group in input order: `items[start[c]..start[c + 1]]`.
+/// Items grouped by cell (`k * n_img + i`), each group in input order:
+/// `items[start[c]..start[c + 1]]`.
 struct Buckets<T> {
     start: Vec<usize>,
     items: Vec<T>,
@@ -257,6 +258,32 @@ impl<T: Copy> Buckets<T> {
     }
 }
 
+/// Position of an id in a sorted, deduplicated id list: arithmetic when the ids are
+/// consecutive (the usual 1..=n), a binary search otherwise.
+struct IdIndex<'a> {
+    ids: &'a [i64],
+    consecutive: bool,
+}
+
+impl<'a> IdIndex<'a> {
+    fn new(ids: &'a [i64]) -> Self {
+        let consecutive = match (ids.first(), ids.last()) {
+            (Some(&a), Some(&b)) => b.checked_sub(a) == Some(ids.len() as i64 - 1),
+            _ => false,
+        };
+        Self { ids, consecutive }
+    }
+
+    fn get(&self, id: i64) -> Option<usize> {
+        if self.consecutive {
+            let i = usize::try_from(id.checked_sub(*self.ids.first()?)?).ok()?;
+            (i < self.ids.len()).then_some(i)
+        } else {
+            self.ids.binary_search(&id).ok()
+        }
+    }
+}
+
 /// Outcome of one detection at one (area range, threshold).
 const FP: u8 = 0;
 const TP: u8 = 1;
@@ -276,6 +303,7 @@ struct Scratch {
     cands: Vec<(usize, f64)>,
     ignore: Vec<bool>,
     taken: Vec<bool>,
+    unmatched: Vec<u8>,
 }
 
 /// One category's per-image results, images concatenated in id order.
@@ -331,12 +359,23 @@ fn evaluate_image(
         s.ignore.clear();
         s.ignore.extend(gts.iter().map(|g| g.crowd || g.area < lo || g.area > hi));
         out.n_positive[a] += s.ignore.iter().filter(|&&x| !x).count();
+        // The outcome when unmatched: ignored outside the area range (by the box's w·h), else FP.
+        s.unmatched.clear();
+        s.unmatched.extend(s.order.iter().map(|&di| {
+            let b = &dts[di].bbox;
+            let area = b[2] * b[3];
+            if area < lo || area > hi { IGNORED } else { FP }
+        }));
         for (t, &threshold) in thr.iter().enumerate() {
+            let row = &mut out.states[(a * N_IOU + t) * nd_total + off..][..s.order.len()];
+            row.copy_from_slice(&s.unmatched);
+            if s.cands.is_empty() {
+                continue;
+            }
             s.taken.clear();
             s.taken.resize(ng, false);
-            let row = (a * N_IOU + t) * nd_total + off;
             let best_start = threshold.min(1.0 - 1e-10);
-            for (d, &di) in s.order.iter().enumerate() {
+            for (d, state) in row.iter_mut().enumerate() {
                 let cands = &s.cands[s.cand_start[d]..s.cand_start[d + 1]];
                 let mut best = best_start;
                 let mut m: Option<usize> = None;
@@ -359,20 +398,95 @@ fn evaluate_image(
                         m = Some(g);
                     }
                 }
-                out.states[row + d] = match m {
-                    Some(g) => {
-                        s.taken[g] = true;
-                        if s.ignore[g] { IGNORED } else { TP }
-                    }
-                    None => {
-                        // Unmatched detections outside the area range are ignored.
-                        let b = &dts[di].bbox;
-                        let area = b[2] * b[3];
-                        if area < lo || area > hi { IGNORED } else { FP }
-                    }
-                };
+                if let Some(g) = m {
+                    s.taken[g] = true;
+                    *state = if s.ignore[g] { IGNORED } else { TP };
+                }
             }
         }
+    }
+}
+
+/// One category's detections in the accumulation's order (score descending, stable over the
+/// images concatenated in id order), and the buffers of one precision/recall curve.
+///
+/// pycocotools builds recall `rc` and precision `pr` at every detection, makes `pr` monotone
+/// from the right and reads it at `searchsorted(rc, recThrs, 'left')`. Recall only rises at a
+/// true positive, so every index that search can return is a true positive (or index 0, for
+/// recall threshold 0); precision after a false positive or an ignored detection is never
+/// above the one at the preceding true positive, so the envelope at a true positive is the
+/// running maximum over later true positives. Same numbers, with divisions only at true
+/// positives and a branch-free pass over the detections.
+#[derive(Default)]
+struct Curve {
+    /// Rank of each detection within its image (maxDets keeps rank < maxDets).
+    rank: Vec<u8>,
+    score: Vec<f64>,
+    /// Outcomes of one (area range, threshold) in this order.
+    state: Vec<u8>,
+    /// Per true positive: its index in this order, and false positives before it.
+    pos: Vec<u32>,
+    fp_before: Vec<u32>,
+    /// Precision at each true positive, then its envelope.
+    pr: Vec<f64>,
+}
+
+impl Curve {
+    /// Fills `q` (precision) and `ss` (score) at the 101 recall thresholds for the detections
+    /// of rank < `max_det`, from `self.state`; returns the recall reached.
+    fn sample(
+        &mut self,
+        max_det: usize,
+        npig: f64,
+        rec_thr: &[f64; N_REC],
+        q: &mut [f64; N_REC],
+        ss: &mut [f64; N_REC],
+    ) -> f64 {
+        let nd = self.state.len();
+        if nd == 0 {
+            return 0.0; // q and ss stay 0
+        }
+        self.pos.resize(nd, 0);
+        self.fp_before.resize(nd, 0);
+        let (mut n_tp, mut fp) = (0usize, 0u32);
+        for (i, (&st, &rank)) in self.state.iter().zip(&self.rank).enumerate() {
+            let kept = usize::from(rank) < max_det;
+            fp += u32::from(kept & (st == FP));
+            self.pos[n_tp] = i as u32;
+            self.fp_before[n_tp] = fp;
+            n_tp += usize::from(kept & (st == TP));
+        }
+        self.pr.clear();
+        self.pr.extend((0..n_tp).map(|k| {
+            let tp = f64::from(k as u32 + 1);
+            tp / (f64::from(self.fp_before[k]) + tp + f64::EPSILON) // np.spacing(1)
+        }));
+        for i in (1..n_tp).rev() {
+            if self.pr[i] > self.pr[i - 1] {
+                self.pr[i - 1] = self.pr[i];
+            }
+        }
+        // Past the last recall reached precision and score stay 0 (pycocotools stops filling
+        // at the first index out of range).
+        let mut k = 0;
+        for (r, &rt) in rec_thr.iter().enumerate() {
+            if rt <= 0.0 {
+                // Index 0, the first detection whatever it is (rank 0 of its image, so kept
+                // at every maxDets); the envelope there is the maximum of all.
+                q[r] = self.pr.first().copied().unwrap_or(0.0);
+                ss[r] = self.score[0];
+                continue;
+            }
+            while k < n_tp && f64::from(k as u32 + 1) / npig < rt {
+                k += 1;
+            }
+            if k == n_tp {
+                break;
+            }
+            q[r] = self.pr[k];
+            ss[r] = self.score[self.pos[k] as usize];
+        }
+        f64::from(n_tp as u32) / npig
     }
 }
 
@@ -386,28 +500,26 @@ pub fn evaluate(gt: &CocoDataset, dets: &[Detection]) -> Result<CocoEval, CocoEr
     let mut category_ids: Vec<i64> = gt.categories.iter().map(|c| c.id).collect();
     category_ids.sort_unstable();
     category_ids.dedup();
-    let img_index: HashMap<i64, usize> =
-        image_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let cat_index: HashMap<i64, usize> =
-        category_ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
+    let img_index = IdIndex::new(&image_ids);
+    let cat_index = IdIndex::new(&category_ids);
     let (n_img, n_cat) = (image_ids.len(), category_ids.len());
     let n_cells = n_img * n_cat;
 
     let mut dt_entries = Vec::with_capacity(dets.len());
     for (index, d) in dets.iter().enumerate() {
-        let Some(&i) = img_index.get(&d.image_id) else {
+        let Some(i) = img_index.get(d.image_id) else {
             return Err(CocoError::UnknownImage { index, image_id: d.image_id });
         };
         if !d.score.is_finite() || d.bbox.iter().any(|v| !v.is_finite()) {
             return Err(CocoError::NonFiniteDetection { index });
         }
-        if let Some(&k) = cat_index.get(&d.category_id) {
+        if let Some(k) = cat_index.get(d.category_id) {
             dt_entries.push((k * n_img + i, DtBox { bbox: d.bbox, score: d.score }));
         }
     }
     let mut gt_entries = Vec::with_capacity(gt.annotations.len());
     for a in &gt.annotations {
-        if let (Some(&k), Some(&i)) = (cat_index.get(&a.category_id), img_index.get(&a.image_id)) {
+        if let (Some(k), Some(i)) = (cat_index.get(a.category_id), img_index.get(a.image_id)) {
             if !a.area.is_finite() || a.bbox.iter().any(|v| !v.is_finite()) {
                 return Err(CocoError::NonFiniteAnnotation { id: a.id });
             }
@@ -426,8 +538,8 @@ pub fn evaluate(gt: &CocoDataset, dets: &[Detection]) -> Result<CocoEval, CocoEr
     let mut recall = vec![-1.0; N_IOU * n_cat * N_AREA * N_MAX_DETS];
 
     let mut scratch = Scratch::default();
-    let (mut rc, mut pr) = (Vec::new(), Vec::new());
-    let mut perms: [Vec<usize>; N_MAX_DETS] = Default::default();
+    let mut curve = Curve::default();
+    let mut perm: Vec<usize> = Vec::new();
     for k in 0..n_cat {
         let cells = k * n_img..(k + 1) * n_img;
         let nd_total: usize = cells.clone().map(|c| dts.cell(c).len().min(max_det)).sum();
@@ -449,56 +561,42 @@ pub fn evaluate(gt: &CocoDataset, dets: &[Detection]) -> Result<CocoEval, CocoEr
             continue;
         }
 
-        // One stable score order for the category; maxDets 1 and 10 filter it.
+        // One stable score order for the category; maxDets 1 and 10 filter it by rank.
         let keys: Vec<f64> = res.scores.iter().map(|&s| score_key(s)).collect();
-        let perm = &mut perms[N_MAX_DETS - 1];
         perm.clear();
         perm.extend(0..nd_total);
         perm.sort_unstable_by(|&x, &y| keys[x].total_cmp(&keys[y]).then(x.cmp(&y)));
-        let (small, last) = perms.split_at_mut(N_MAX_DETS - 1);
-        for (m, p) in small.iter_mut().enumerate() {
-            p.clear();
-            p.extend(last[0].iter().copied().filter(|&j| usize::from(res.rank[j]) < MAX_DETS[m]));
-        }
+        curve.rank.clear();
+        curve.rank.extend(perm.iter().map(|&j| res.rank[j]));
+        let max_rank = res.rank.iter().max().map_or(0, |&r| usize::from(r));
+        curve.score.clear();
+        curve.score.extend(perm.iter().map(|&j| res.scores[j]));
 
         for (a, &npig) in res.n_positive.iter().enumerate() {
             if npig == 0 {
                 continue;
             }
             let npig = npig as f64;
-            for (m, perm) in perms.iter().enumerate() {
-                let nd = perm.len();
-                for t in 0..N_IOU {
-                    let states = &res.states[(a * N_IOU + t) * nd_total..][..nd_total];
-                    rc.clear();
-                    pr.clear();
-                    let (mut tp, mut fp) = (0.0f64, 0.0f64);
-                    for &j in perm {
-                        match states[j] {
-                            TP => tp += 1.0,
-                            FP => fp += 1.0,
-                            _ => {}
+            for t in 0..N_IOU {
+                let states = &res.states[(a * N_IOU + t) * nd_total..][..nd_total];
+                curve.state.clear();
+                curve.state.extend(perm.iter().map(|&j| states[j]));
+                // From 100 down; a maxDets that keeps every detection repeats the previous.
+                let mut last: Option<(f64, [f64; N_REC], [f64; N_REC])> = None;
+                for (m, &max_det) in MAX_DETS.iter().enumerate().rev() {
+                    let (rc, q, ss) = match last {
+                        Some(same) if max_rank < max_det => same,
+                        _ => {
+                            let (mut q, mut ss) = ([0.0; N_REC], [0.0; N_REC]);
+                            let rc = curve.sample(max_det, npig, &rec_thr, &mut q, &mut ss);
+                            (rc, q, ss)
                         }
-                        rc.push(tp / npig);
-                        pr.push(tp / (fp + tp + f64::EPSILON)); // np.spacing(1)
-                    }
-                    recall[((t * n_cat + k) * N_AREA + a) * N_MAX_DETS + m] =
-                        rc.last().copied().unwrap_or(0.0);
-                    for i in (1..nd).rev() {
-                        if pr[i] > pr[i - 1] {
-                            pr[i - 1] = pr[i];
-                        }
-                    }
-                    // searchsorted(rc, recThrs, side='left'); past the end precision and score
-                    // stay 0 (pycocotools stops filling at the first index out of range).
-                    let mut pi = 0;
-                    for (r, &rt) in rec_thr.iter().enumerate() {
-                        while pi < nd && rc[pi] < rt {
-                            pi += 1;
-                        }
+                    };
+                    last = Some((rc, q, ss));
+                    recall[((t * n_cat + k) * N_AREA + a) * N_MAX_DETS + m] = rc;
+                    for r in 0..N_REC {
                         let at = (((t * N_REC + r) * n_cat + k) * N_AREA + a) * N_MAX_DETS + m;
-                        (precision[at], scores[at]) =
-                            if pi < nd { (pr[pi], res.scores[perm[pi]]) } else { (0.0, 0.0) };
+                        (precision[at], scores[at]) = (q[r], ss[r]);
                     }
                 }
             }
@@ -596,7 +694,8 @@ mod tests {
     #[test]
     fn perfect_detections_score_one() {
         let g = gt(&[(1, [10.0, 10.0, 50.0, 50.0]), (2, [0.0, 0.0, 200.0, 120.0])]);
-        let d: Vec<Detection> = g.annotations.iter().map(|a| det(a.image_id, a.bbox, 0.9)).collect();
+        let d: Vec<Detection> =
+            g.annotations.iter().map(|a| det(a.image_id, a.bbox, 0.9)).collect();
         let s = evaluate(&g, &d).unwrap().stats;
         assert!(close(s.AP, 1.0) && close(s.AP50, 1.0) && close(s.APm, 1.0), "{s:?}");
         assert_eq!(s.APs, -1.0); // no small gts
@@ -606,7 +705,8 @@ mod tests {
     #[test]
     fn a_false_positive_above_the_hit_halves_early_precision() {
         let g = gt(&[(1, [10.0, 10.0, 50.0, 50.0])]);
-        let d = vec![det(1, [100.0, 100.0, 20.0, 20.0], 0.9), det(1, [10.0, 10.0, 50.0, 50.0], 0.8)];
+        let d =
+            vec![det(1, [100.0, 100.0, 20.0, 20.0], 0.9), det(1, [10.0, 10.0, 50.0, 50.0], 0.8)];
         let e = evaluate(&g, &d).unwrap();
         let s = e.stats;
         assert!((s.AP50 - 0.5).abs() < 1e-12, "{}", s.AP50);

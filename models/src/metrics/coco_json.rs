@@ -71,11 +71,13 @@ pub struct Detection {
     pub score: f64,
 }
 
+/// A file that cannot be read or is not COCO json; the underlying error (with line and column
+/// for json) is the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum CocoJsonError {
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a COCO {what} file: {source}")]
+    #[error("{path} is not a COCO {what} file")]
     Parse { path: PathBuf, what: &'static str, source: serde_json::Error },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -152,16 +154,31 @@ mod tests {
         assert_eq!(gt.annotations[0].bbox, [1.0, 2.0, 3.0, 4.0]);
     }
 
+    /// The error with its causes, as the CLI prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            s += &format!(": {c}");
+            cause = c.source();
+        }
+        s
+    }
+
     #[test]
     fn errors_name_the_file_and_the_place() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "dt.json", "[\n {\"image_id\": 1, \"category_id\": 1,\n  \"score\": 0.5}\n]");
-        let e = load_detections(&p).unwrap_err().to_string();
+        let p = write(
+            dir.path(),
+            "dt.json",
+            "[\n {\"image_id\": 1, \"category_id\": 1,\n  \"score\": 0.5}\n]",
+        );
+        let e = chain(&load_detections(&p).unwrap_err());
         assert!(e.contains("dt.json") && e.contains("bbox") && e.contains("line 3"), "{e}");
         let p = write(dir.path(), "gt.json", "{\"images\": [}");
-        let e = load_ground_truth(&p).unwrap_err().to_string();
+        let e = chain(&load_ground_truth(&p).unwrap_err());
         assert!(e.contains("gt.json") && e.contains("column"), "{e}");
-        let e = load_ground_truth(&dir.path().join("missing.json")).unwrap_err().to_string();
+        let e = chain(&load_ground_truth(&dir.path().join("missing.json")).unwrap_err());
         assert!(e.contains("missing.json"), "{e}");
     }
 }

@@ -342,7 +342,8 @@ pub fn precision_recall_f1_with(images: &[ImagePredictions], matching: Matching)
         }
         bi
     };
-    let at_best = |curves: &[Vec<f64>]| np_mean(&curves.iter().map(|c| c[best]).collect::<Vec<_>>());
+    let at_best =
+        |curves: &[Vec<f64>]| np_mean(&curves.iter().map(|c| c[best]).collect::<Vec<_>>());
     let ap_flat: Vec<f64> = ap.iter().flatten().copied().collect();
     PrfSummary {
         precision: at_best(&p_curve),

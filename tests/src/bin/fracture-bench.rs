@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// COCO bbox evaluation of 5,000 images / ~50k detections vs pycocotools (and faster-coco-eval).
+    /// COCO bbox evaluation of 5,000 images / ~50k detections vs pycocotools (and
+    /// faster-coco-eval when importable).
     Coco {
         #[arg(long, default_value_t = 5000)]
         images: usize,
@@ -143,7 +144,10 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
         "{:<18} {:>10} {:>12} {:>16} {:>16}",
         "implementation", "load (s)", "eval (s)", "eval vs ours", "12 stats"
     );
-    println!("{:<18} {:>10.4} {:>12.4} {:>16} {:>16}", "ours (Rust)", our_load, our_eval, "1.0x", "-");
+    println!(
+        "{:<18} {:>10.4} {:>12.4} {:>16} {:>16}",
+        "ours (Rust)", our_load, our_eval, "1.0x", "-"
+    );
     let mut disagree = Vec::new();
     for name in ["pycocotools", "faster-coco-eval"] {
         let p = &peers[name];
@@ -163,8 +167,11 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
         if !agree {
             disagree.push(name);
         }
-        let verdict =
-            if agree { format!("agree ({max_diff:.0e})") } else { format!("DIFFER {max_diff:.1e}") };
+        let verdict = if agree {
+            format!("agree ({max_diff:.0e})")
+        } else {
+            format!("DIFFER {max_diff:.1e}")
+        };
         println!("{name:<18} {l:>10.4} {e:>12.4} {:>15.1}x {verdict:>16}", e / our_eval);
     }
     println!("\n(eval = evaluate + accumulate + summarize; target >= 10x faster than pycocotools)");
