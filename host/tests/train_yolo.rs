@@ -25,8 +25,9 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
     fracture(&["synth", "--out", d, "--count", "40", "--seed", "4"]);
-    let common =
-        ["--arch", "yolo11n", "--data", d, "--imgsz", "128", "--batch", "8", "--seed", "1"];
+    let common = [
+        "train", "--arch", "yolo11n", "--data", d, "--imgsz", "128", "--batch", "8", "--seed", "1",
+    ];
 
     // A complete short run.
     let run = tmp.path().join("run");

@@ -33,7 +33,9 @@ pub struct TrainConfig {
     pub cls_pos_weight: Option<f64>,
     /// Use focal BCE with this gamma instead of plain BCE.
     pub focal_gamma: Option<f64>,
-    /// Dropout before the classification head's last conv (0 = off).
+    /// Dropout before the classification head's last conv (0 = off). Accepted in files so a
+    /// tuned set of hyperparameters can carry it; values above 0 are refused until the head
+    /// implements it.
     pub dropout: f64,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
@@ -119,8 +121,11 @@ impl TrainConfig {
         if !(self.lr0 > 0.0 && self.lr0 < 1.0) {
             return bad(format!("lr0 {} must be in (0, 1)", self.lr0));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout {} must be in [0, 1)", self.dropout));
+        if self.dropout != 0.0 {
+            return bad(format!(
+                "dropout {}: head dropout is not implemented yet; use 0",
+                self.dropout
+            ));
         }
         Ok(())
     }
