@@ -5,13 +5,14 @@ use clap::{Parser, Subcommand};
 use fracture_host::commands;
 
 /// Host tools of the bone-fracture detection appliance: synthetic data, dataset checks and
-/// splits, exploratory analysis, detection metrics (training, evaluation, export and engine
-/// building arrive with the detectors).
+/// splits, exploratory analysis, detection metrics, and YOLO11 training (prediction,
+/// evaluation, Faster R-CNN, export and engine building are still to come).
 ///
 /// Typical first run:
 ///   fracture synth --out data/phantoms --count 500 --seed 1
 ///   fracture check --data data/phantoms
 ///   fracture eda --data data/phantoms --out reports/eda
+///   fracture train --arch yolo11n --data data/phantoms --out runs/n --epochs 30
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
