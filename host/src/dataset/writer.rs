@@ -581,32 +581,19 @@ mod tests {
         )
         .unwrap();
         let pixels = vec![0u16; 4 * 4];
-        let m = meta("IMG0000000.jpg", 1);
-        let err = writer.write(LabelledImage {
-            meta: &m,
-            width: 4,
-            height: 4,
-            pixels: &pixels,
-            boxes: &[],
-        });
-        assert!(matches!(err, Err(WriteError::Invalid { .. })));
-        let m = meta("../IMG0000000.jpg", 0);
-        let err = writer.write(LabelledImage {
-            meta: &m,
-            width: 4,
-            height: 4,
-            pixels: &pixels,
-            boxes: &[],
-        });
-        assert!(matches!(err, Err(WriteError::Invalid { .. })));
-        let m = meta("IMG0000000.png", 0);
-        let err = writer.write(LabelledImage {
-            meta: &m,
-            width: 4,
-            height: 4,
-            pixels: &pixels,
-            boxes: &[],
-        });
-        assert!(matches!(err, Err(WriteError::Invalid { .. })));
+        // fractured without boxes; a path in the id; a PNG name in a JPEG set
+        for (id, fractured) in
+            [("IMG0000000.jpg", 1), ("../IMG0000000.jpg", 0), ("IMG0000000.png", 0)]
+        {
+            let m = meta(id, fractured);
+            let err = writer.write(LabelledImage {
+                meta: &m,
+                width: 4,
+                height: 4,
+                pixels: &pixels,
+                boxes: &[],
+            });
+            assert!(matches!(err, Err(WriteError::Invalid { .. })), "{id}");
+        }
     }
 }

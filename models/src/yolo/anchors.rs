@@ -8,6 +8,17 @@ use tch::{Device, Kind, Tensor};
 /// Grid-cell centre offset used by YOLO11.
 pub const GRID_CELL_OFFSET: f64 = 0.5;
 
+/// `(h, w)` of each per-level map `[B, C, h, w]`, the `sizes` [`make_anchors`] takes.
+pub fn level_sizes(levels: &[Tensor]) -> Vec<(i64, i64)> {
+    levels
+        .iter()
+        .map(|l| {
+            let s = l.size();
+            (s[2], s[3])
+        })
+        .collect()
+}
+
 /// `sizes[i] = (h, w)` of level `i`, with stride `strides[i]`. Returns anchor points `[N, 2]`
 /// as `(x, y)` in grid units (`+ offset`) and the stride of each anchor `[N, 1]`,
 /// `N = Σ h·w`.

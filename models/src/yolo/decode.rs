@@ -5,7 +5,7 @@
 
 use tch::Tensor;
 
-use super::anchors::{GRID_CELL_OFFSET, make_anchors};
+use super::anchors::{GRID_CELL_OFFSET, level_sizes, make_anchors};
 
 /// Concatenates per-level raw maps `[B, 4·reg_max + nc, H, W]` along anchors and splits the
 /// channels: box distributions `[B, 4·reg_max, N]` and class logits `[B, nc, N]`.
@@ -53,13 +53,7 @@ pub fn decode(
     nc: i64,
     dfl_weight: &Tensor,
 ) -> Tensor {
-    let sizes: Vec<(i64, i64)> = levels
-        .iter()
-        .map(|l| {
-            let s = l.size();
-            (s[2], s[3])
-        })
-        .collect();
+    let sizes = level_sizes(levels);
     let Some(first) = levels.first() else { return Tensor::new() };
     let (box_logits, cls_logits) = flatten_levels(levels, reg_max, nc);
     let (anchors, stride_t) =

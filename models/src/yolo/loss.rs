@@ -22,7 +22,7 @@
 
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::anchors::{GRID_CELL_OFFSET, make_anchors};
+use super::anchors::{GRID_CELL_OFFSET, level_sizes, make_anchors};
 use super::assigner::{AssignError, Assignment, TaskAlignedAssigner};
 use super::decode::{dist2bbox, flatten_levels};
 use crate::boxes_tch::{CIOU_EPS, bbox_to_dist, ciou, xywh_to_xyxy};
@@ -246,13 +246,7 @@ impl YoloLoss {
         let pred_distri = box_logits.permute([0, 2, 1]).contiguous(); // [B, A, 4·reg_max]
         let pred_scores = cls_logits.permute([0, 2, 1]).contiguous(); // [B, A, nc]
         let a = pred_scores.size()[1];
-        let sizes: Vec<(i64, i64)> = levels
-            .iter()
-            .map(|l| {
-                let s = l.size();
-                (s[2], s[3])
-            })
-            .collect();
+        let sizes = level_sizes(levels);
         let (anchor_points, stride_t) =
             make_anchors(&sizes, &self.strides, GRID_CELL_OFFSET, (kind, device)); // [A, 2], [A, 1]
 
