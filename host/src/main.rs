@@ -5,14 +5,15 @@ use clap::{Parser, Subcommand};
 use fracture_host::commands;
 
 /// Host tools of the bone-fracture detection appliance: synthetic data, dataset checks and
-/// splits, exploratory analysis, detection metrics, and YOLO11 training (prediction,
-/// evaluation, Faster R-CNN, export and engine building are still to come).
+/// splits, exploratory analysis, detection metrics, YOLO11 training and prediction
+/// (evaluation, Faster R-CNN, export and engine building are still to come).
 ///
 /// Typical first run:
 ///   fracture synth --out data/phantoms --count 500 --seed 1
 ///   fracture check --data data/phantoms
 ///   fracture eda --data data/phantoms --out reports/eda
 ///   fracture train --arch yolo11n --data data/phantoms --out runs/n --epochs 30
+///   fracture predict --weights runs/n/weights/best.safetensors scan.png
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -30,6 +31,8 @@ enum Command {
     Split(commands::split::SplitArgs),
     /// Train a detector (YOLO11 n/s/m/l/x) with checkpoints, curves and resume.
     Train(Box<commands::train::TrainArgs>),
+    /// Run trained weights on images; boxes in original pixels as a table or JSON.
+    Predict(commands::predict::PredictArgs),
     /// Exploratory data analysis: plots and report.md.
     Eda(commands::eda::EdaArgs),
     /// COCO-style detection metrics (the 12 stats, P/R/F1) from COCO json files.
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => commands::split::run_check(&args),
         Command::Split(args) => commands::split::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Predict(args) => commands::predict::run(&args),
         Command::Eda(args) => commands::eda::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
     }

@@ -54,6 +54,23 @@ impl Letterbox {
         Self::new(src_width, src_height, size, size)
     }
 
+    /// ultralytics' prediction letterbox (`LetterBox(auto=True)`): scale as into a
+    /// `size`×`size` square, but pad only up to the next multiple of `stride`, so a 4:3
+    /// image becomes 416×320 instead of 416×416 (fewer pixels, same boxes).
+    pub fn rect(src_width: u32, src_height: u32, size: u32, stride: u32) -> Self {
+        let sq = Self::square(src_width, src_height, size);
+        let stride = stride.max(1);
+        let dw = (size - sq.resized_width) % stride;
+        let dh = (size - sq.resized_height) % stride;
+        Self {
+            out_width: sq.resized_width + dw,
+            out_height: sq.resized_height + dh,
+            pad_left: (f64::from(dw) / 2.0 - 0.1).round_ties_even().max(0.0) as u32,
+            pad_top: (f64::from(dh) / 2.0 - 0.1).round_ties_even().max(0.0) as u32,
+            ..sq
+        }
+    }
+
     /// Resizes (bilinear, half-pixel centres as OpenCV's INTER_LINEAR) and pads.
     pub fn apply(&self, src: &GrayF32) -> GrayF32 {
         let mut out = GrayF32::new(self.out_width, self.out_height, PAD_VALUE);
@@ -124,6 +141,19 @@ mod tests {
         let lb = Letterbox::square(373, 454, 416);
         assert_eq!((lb.resized_width, lb.resized_height), (342, 416));
         assert_eq!((lb.pad_left, lb.pad_top), (37, 0));
+    }
+
+    #[test]
+    fn rect_pads_only_to_the_stride() {
+        // ultralytics LetterBox((416, 416), auto=True, stride=32) on 640x480: r = 0.65,
+        // new_unpad = (416, 312); dh = 104 % 32 = 8 -> 416x320 with 4 px on top.
+        let lb = Letterbox::rect(640, 480, 416, 32);
+        assert_eq!((lb.out_width, lb.out_height), (416, 320));
+        assert_eq!((lb.resized_width, lb.resized_height), (416, 312));
+        assert_eq!((lb.pad_left, lb.pad_top), (0, 4));
+        // Odd remainders split like Python's round(dh -/+ 0.1): 373x454 -> 342 wide, dw = 10.
+        let lb = Letterbox::rect(373, 454, 416, 32);
+        assert_eq!((lb.out_width, lb.out_height, lb.pad_left), (352, 416, 5));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 pub mod boxes;
 pub mod boxes_tch;
+pub mod compute_device;
+pub mod detector;
 pub mod letterbox;
 pub mod metrics;
 pub mod nms;

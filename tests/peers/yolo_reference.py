@@ -39,7 +39,6 @@ def main():
     import torch
     import torchvision  # noqa: F401  (ultralytics' NMS uses torchvision.ops.nms when it is imported)
     from safetensors.torch import save_file
-    from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.nms import non_max_suppression
 
     torch.set_num_threads(2)
@@ -52,32 +51,10 @@ def main():
     for case in args.case:
         name, scale, nc, imgsz, batch = case.split(":")
         nc, imgsz, batch = int(nc), int(imgsz), int(batch)
-        torch.manual_seed(args.seed)
-        model = DetectionModel(f"yolo11{scale}.yaml", nc=nc, verbose=False)
+        model = randomized_model(scale, nc, imgsz, args.seed)
         params = sum(p.numel() for p in model.parameters())
+        det = model.model[-1]
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        with torch.no_grad():
-            for m in bns:
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-            det = model.model[-1]
-            for seq in (*det.cv2, *det.cv3):  # moderate logits: distinct, unsaturated scores
-                seq[-1].weight.mul_(0.1)
-            for seq in det.cv3:
-                seq[-1].bias.uniform_(-4.0, 0.0)  # spread class scores so NMS has work to do
-            # Running statistics from one training-mode pass (cumulative average), then jittered:
-            # activations stay well scaled through all layers, and eval-mode BN is not the
-            # batch statistics of any input.
-            for m in bns:
-                m.reset_running_stats()
-                m.momentum = None
-            model.train()
-            model(torch.rand(4, 3, imgsz, imgsz))
-            for m in bns:
-                m.momentum = 0.03
-                m.running_mean.add_(torch.empty_like(m.running_mean).uniform_(-0.1, 0.1))
-                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25))
-        model.eval()
 
         x = torch.rand(batch, 3, imgsz, imgsz)
         with torch.no_grad():
@@ -145,6 +122,40 @@ def main():
         with open(os.path.join(case_dir, "meta.json"), "w") as f:
             json.dump(meta, f, indent=1)
         print(f"{name}: yolo11{scale} nc={nc} params={params} -> {case_dir}", file=sys.stderr)
+
+
+def randomized_model(scale, nc, imgsz, seed):
+    """yolo11<scale> with nc classes, randomised weights and batch-norm statistics (so eval-mode
+    batch norm is exercised and class scores spread out), in eval mode."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel(f"yolo11{scale}.yaml", nc=nc, verbose=False)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in bns:
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.2, 0.2)
+        det = model.model[-1]
+        for seq in (*det.cv2, *det.cv3):  # moderate logits: distinct, unsaturated scores
+            seq[-1].weight.mul_(0.1)
+        for seq in det.cv3:
+            seq[-1].bias.uniform_(-4.0, 0.0)  # spread class scores so NMS has work to do
+        # Running statistics from one training-mode pass (cumulative average), then jittered:
+        # activations stay well scaled through all layers, and eval-mode BN is not the
+        # batch statistics of any input.
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        model(torch.rand(4, 3, imgsz, imgsz))
+        for m in bns:
+            m.momentum = 0.03
+            m.running_mean.add_(torch.empty_like(m.running_mean).uniform_(-0.1, 0.1))
+            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25))
+    model.eval()
+    return model
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 pub mod eda;
 pub mod metrics;
+pub mod predict;
 pub mod split;
 pub mod synth;
 pub mod train;

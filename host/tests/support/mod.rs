@@ -12,3 +12,24 @@ pub fn fracture(args: &[&str]) -> String {
     assert!(out.status.success(), "fracture {args:?} failed:\n{text}");
     text
 }
+
+/// Runs `fracture ARGS`, asserts success, and returns stdout alone (for `--json` output).
+pub fn fracture_stdout(args: &[&str]) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().expect("fracture runs");
+    assert!(
+        out.status.success(),
+        "fracture {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs `fracture ARGS`, asserts failure, and returns stderr (the error message).
+pub fn fracture_fails(args: &[&str]) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_fracture")).args(args).output().expect("fracture runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "fracture {args:?} should have failed:\n{err}");
+    err
+}

@@ -29,10 +29,12 @@ pub mod decode;
 pub mod head;
 pub mod loss;
 pub mod model;
+pub mod predictor;
 pub mod scale;
 pub mod weights;
 
 pub use model::Yolo;
+pub use predictor::{ArchSpec, PredictError, PredictOptions, YoloPredictor};
 pub use scale::{Scale, ScaleParams, UnknownScale};
 pub use weights::{WeightsError, is_buffer, load_named, load_safetensors, parameter_count};
 

@@ -1,0 +1,178 @@
+//! `fracture predict`: run a trained detector on image files and print its boxes in original
+//! pixels — a table for people, or JSON (`--json`) for programs. An image that cannot be read
+//! is reported and skipped; the exit status says whether every image was processed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::bail;
+use fracture_models::compute_device::parse_device;
+use fracture_models::detector::{Detector, Finding};
+use fracture_models::nms::NmsConfig;
+use fracture_models::pixels::read_gray;
+use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+  fracture predict --weights runs/n/weights/best.safetensors scan1.png scan2.jpg\n  \
+  fracture predict --weights runs/n/weights/best.safetensors --json --conf 0.1 images/*.png > boxes.json\n  \
+  fracture predict --weights yolo11s-ultralytics.safetensors --arch yolo11s --nc 80 photo.jpg")]
+pub struct PredictArgs {
+    /// Weights (safetensors). Files written by `fracture train` say their architecture; a
+    /// plain ultralytics state_dict also needs --arch and --nc.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Images (PNG, JPEG, TIFF; 8 or 16 bit).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Print JSON: one object per image with its boxes (x1, y1, x2, y2 in original pixels),
+    /// scores and classes.
+    #[arg(long)]
+    pub json: bool,
+    /// Architecture of a plain state_dict (yolo11n|s|m|l|x); checked against the file's own
+    /// metadata when it has some.
+    #[arg(long, requires = "nc")]
+    pub arch: Option<String>,
+    /// Number of classes of a plain state_dict.
+    #[arg(long, requires = "arch")]
+    pub nc: Option<i64>,
+    /// Keep boxes scoring above this.
+    #[arg(long, default_value_t = 0.25)]
+    pub conf: f32,
+    /// IoU above which NMS suppresses the lower-scoring box of a class.
+    #[arg(long, default_value_t = 0.45)]
+    pub iou: f64,
+    /// At most this many boxes per image.
+    #[arg(long, default_value_t = 300)]
+    pub max_det: usize,
+    /// Network input size (default: the size the weights were trained at).
+    #[arg(long)]
+    pub imgsz: Option<u32>,
+    /// Pad to the full square instead of the next multiple of 32 (what fixed-shape engines see).
+    #[arg(long)]
+    pub square: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// One image's result in the JSON output.
+#[derive(Serialize)]
+struct ImageResult<'a> {
+    image: &'a Path,
+    width: u32,
+    height: u32,
+    boxes: Vec<BoxOut<'a>>,
+    /// Wall time for decode, preprocessing, forward and NMS, milliseconds.
+    ms: f64,
+}
+
+#[derive(Serialize)]
+struct BoxOut<'a> {
+    x1: f32,
+    y1: f32,
+    x2: f32,
+    y2: f32,
+    score: f32,
+    class: i64,
+    label: &'a str,
+}
+
+#[derive(Serialize)]
+struct ImageFailure<'a> {
+    image: &'a Path,
+    error: String,
+}
+
+pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t.max(1) as i32);
+    }
+    let spec = match (&args.arch, args.nc) {
+        (Some(arch), Some(nc)) => {
+            let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
+            if nc < 1 {
+                bail!("--nc {nc}: a detector needs at least one class");
+            }
+            Some(ArchSpec { scale, num_classes: nc })
+        }
+        _ => None,
+    };
+    let opts = PredictOptions {
+        imgsz: args.imgsz,
+        rect: !args.square,
+        nms: NmsConfig {
+            conf: args.conf,
+            iou: args.iou,
+            max_det: args.max_det,
+            ..NmsConfig::default()
+        },
+        device: parse_device(&args.device)?,
+    };
+    // Its errors name the file (and the tensor, when one does not fit).
+    let predictor = YoloPredictor::load(&args.weights, spec, opts)?;
+
+    let mut results = Vec::new();
+    let mut failed = 0usize;
+    for path in &args.images {
+        let start = Instant::now();
+        let outcome = read_gray(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|img| Ok((predictor.detect(&img)?, img.width, img.height)));
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        match outcome {
+            Ok((findings, width, height)) => {
+                let boxes = findings.iter().map(|f| box_out(f, predictor.classes())).collect();
+                let result = ImageResult { image: path, width, height, boxes, ms };
+                if args.json {
+                    results.push(serde_json::to_value(&result)?);
+                } else {
+                    print_table(&result);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", path.display());
+                if args.json {
+                    results.push(serde_json::to_value(ImageFailure {
+                        image: path,
+                        error: format!("{e:#}"),
+                    })?);
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    if failed > 0 {
+        bail!("{failed} of {} image(s) could not be processed", args.images.len());
+    }
+    Ok(())
+}
+
+fn box_out<'a>(f: &Finding, classes: &'a [String]) -> BoxOut<'a> {
+    let label = usize::try_from(f.class).ok().and_then(|i| classes.get(i)).map_or("?", |s| s);
+    BoxOut { x1: f.x1, y1: f.y1, x2: f.x2, y2: f.y2, score: f.score, class: f.class, label }
+}
+
+fn print_table(r: &ImageResult) {
+    println!(
+        "{} ({}x{}, {:.1} ms): {} box(es)",
+        r.image.display(),
+        r.width,
+        r.height,
+        r.ms,
+        r.boxes.len()
+    );
+    for b in &r.boxes {
+        println!(
+            "  {:<10} {:.3}  [{:.1}, {:.1}, {:.1}, {:.1}]",
+            b.label, b.score, b.x1, b.y1, b.x2, b.y2
+        );
+    }
+}
