@@ -1,6 +1,25 @@
-//! fracture-device: the appliance side. The daemon (ingest, durable queue, inference, SQLite
-//! log, review screen) is built in the device-daemon work; this crate fixes its command-line
-//! contract (DESIGN.md) so the binaries exist and say honestly what they cannot do yet.
+//! fracture-device: the appliance side. A daemon (`fractured`) watches a capture folder, keeps
+//! a durable job queue and a tamper-evident log in SQLite, decodes radiographs (PNG, JPEG, TIFF,
+//! DICOM) and hands them to an [`analyzer::Analyzer`]; `fracturectl` reads the same state.
+//!
+//! The modules, in the order data flows through them:
+//! - [`state_dir`]: the folders and database file under one state directory;
+//! - [`config`]: the TOML configuration and its safe defaults;
+//! - [`ingest`]: the capture folder (stability, rejection rules), archive/quarantine moves,
+//!   format sniffing and decoding (including DICOM);
+//! - [`queue`]: the exactly-once job queue keyed by content SHA-256;
+//! - [`analyzer`]: the seam where inference plugs in ([`analyzer::NoModel`] until then);
+//! - [`db`]: the SQLite log (schema, migrations, audit hash chain, status counts);
+//! - [`worker`]: the loop that ties them together.
+
+pub mod analyzer;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod ingest;
+pub mod queue;
+pub mod state_dir;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -13,6 +32,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateDirArg {
     /// State directory (capture/, archive/, quarantine/, bundles/ and the SQLite database).
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    #[arg(long, default_value = DEFAULT_STATE_DIR, global = true)]
     pub state_dir: PathBuf,
 }

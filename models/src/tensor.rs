@@ -13,6 +13,12 @@ pub enum TensorError {
     SizeMismatch { index: usize, width: u32, height: u32, batch_width: u32, batch_height: u32 },
 }
 
+/// The same `[N, C, H, W]` values laid out channels-last (NHWC strides), which libtorch's
+/// oneDNN convolutions run faster on CPU and propagate from input to output.
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 /// Stacks same-sized planes into `[B, 3, H, W]` (channels share storage until written).
 pub fn batch_from_gray(planes: &[GrayF32]) -> Result<Tensor, TensorError> {
     let first = planes.first().ok_or(TensorError::EmptyBatch)?;

@@ -7,7 +7,8 @@ of ours: the Rust side must pass --arch/--nc) as OUT/weights.safetensors, then r
 `YOLO.predict` (cv2 decode, rect letterbox, fused forward, NMS, scale_boxes) on every --image
 and writes OUT/predictions.json: [{image, boxes: [[x1,y1,x2,y2,score,class], ...]}], and
 OUT/inputs.safetensors: `input{i}`, the network input ultralytics built for image i
-([1,3,h,w], its cv2 8-bit letterbox).
+([1,3,h,w], its cv2 8-bit letterbox). With --bench N, also times N passes of `predict` over
+the images (file read included, the first pass having warmed up) into OUT/bench.json.
 """
 
 import argparse
@@ -22,6 +23,7 @@ def main():
     ap.add_argument("--case", required=True, help="scale:nc:imgsz:conf:iou")
     ap.add_argument("--image", action="append", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bench", type=int, default=0, help="time N passes over the images")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -58,6 +60,18 @@ def main():
         out.append(dict(image=path, boxes=rows))
         inputs[f"input{i}"] = yolo.predictor.preprocess([cv2.imread(path)]).contiguous()
     save_file(inputs, os.path.join(args.out, "inputs.safetensors"))
+    if args.bench:
+        import time
+
+        times = []
+        for _ in range(args.bench):
+            for path in args.image:
+                t0 = time.perf_counter()
+                yolo.predict(source=path, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        with open(os.path.join(args.out, "bench.json"), "w") as f:
+            json.dump(dict(median_ms=times[len(times) // 2] * 1e3, n=len(times), threads=torch.get_num_threads()), f)
     with open(os.path.join(args.out, "predictions.json"), "w") as f:
         json.dump(out, f)
 

@@ -1,7 +1,11 @@
-//! `fracturectl`: status, export and audit tooling for a `fractured` state directory.
+//! `fracturectl`: status and audit tooling for a `fractured` state directory.
 
 use clap::{Parser, Subcommand};
 use fracture_device::StateDirArg;
+use fracture_device::db::Db;
+use fracture_device::db::audit::verify_audit_chain;
+use fracture_device::db::status::StatusReport;
+use fracture_device::state_dir::StateDir;
 
 /// Control and audit tool for the fracture-detection appliance.
 #[derive(Parser, Debug)]
@@ -20,14 +24,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Recompute the hash chain from the first row; exit 1 if any row was altered or removed.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let state = StateDir::at(&args.state.state_dir);
+    let db = Db::open_existing(&state.database)?;
     match args.command {
-        Command::Status { .. } => anyhow::bail!(
-            "no daemon state at {} yet: the daemon is not in this build",
-            args.state.state_dir.display()
-        ),
+        Command::Status { json } => {
+            let report = StatusReport::read(&db)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { json } } => {
+            match verify_audit_chain(db.conn()) {
+                Ok(head) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "ok": true, "rows": head.rows, "head": head.head })
+                        );
+                    } else {
+                        println!("audit chain intact: {} rows, head {}", head.rows, head.head);
+                    }
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+                    } else {
+                        eprintln!("AUDIT CHAIN BROKEN: {e}");
+                    }
+                    std::process::exit(1);
+                }
+            }
+        }
     }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use fracture_models::compute_device::parse_device;
 use fracture_models::detector::{Detector, Finding};
 use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
-use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
+use fracture_models::yolo::{ArchSpec, Precision, PredictOptions, Scale, YoloPredictor};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +55,10 @@ pub struct PredictArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Forward-pass arithmetic: fp32, bf16 (about twice as fast on CPUs with AVX512-BF16;
+    /// scores move by about 0.01) or fp16 (CUDA only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -112,6 +116,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             ..NmsConfig::default()
         },
         device: parse_device(&args.device)?,
+        precision: args.precision,
     };
     // Its errors name the file (and the tensor, when one does not fit).
     let predictor = YoloPredictor::load(&args.weights, spec, opts)?;

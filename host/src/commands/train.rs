@@ -21,7 +21,11 @@ use crate::train::yolo::{RunDir, YoloTrainer};
 #[command(after_help = "Examples:\n  \
   fracture train --arch yolo11n --data data/phantoms --out runs/n --epochs 30\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s --hyp best.toml --init yolo11s-coco.safetensors\n  \
-  fracture train --arch yolo11s --data FracAtlas --out runs/s --resume")]
+  fracture train --arch yolo11s --data FracAtlas --out runs/s --resume\n\n\
+The study's two-stage schedule (general features at 320, then 416 with the backbone frozen):\n  \
+  fracture train --arch yolo11s --data FracAtlas --out runs/s320 --imgsz 320 --epochs 60\n  \
+  fracture train --arch yolo11s --data FracAtlas --out runs/s416 --imgsz 416 --epochs 40 \\\n      \
+--init runs/s320/weights/best.safetensors --freeze 11")]
 pub struct TrainArgs {
     /// yolo11n | yolo11s | yolo11m | yolo11l | yolo11x (frcnn-r50-fpn-v2 comes with its issue).
     #[arg(long)]
@@ -44,22 +48,37 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last completed epoch.
     #[arg(long)]
     pub resume: bool,
+    /// Passes over the training images (default 100).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Images per step (default 16, as in the study).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Square network input size, a multiple of 32 (default 416, as in the study).
     #[arg(long)]
     pub imgsz: Option<u32>,
     /// adamw | sgd
     #[arg(long, value_parser = parse_optimizer)]
     pub optimizer: Option<OptimizerKind>,
+    /// Initial learning rate (default 0.002).
     #[arg(long)]
     pub lr0: Option<f64>,
     /// Cosine instead of linear learning-rate decay.
     #[arg(long)]
     pub cos_lr: bool,
+    /// Stop after this many epochs without fitness improvement (default 50; 0 = never).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Switch mosaic off for the last N epochs (default 10).
+    #[arg(long)]
+    pub close_mosaic: Option<usize>,
+    /// Head dropout probability during training (default 0).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Freeze the first N layers; 11 freezes YOLO11's whole backbone (stage two of the
+    /// study's schedule, see the README).
+    #[arg(long)]
+    pub freeze: Option<usize>,
     /// Positive weight for the classification loss (fractures are rare).
     #[arg(long)]
     pub cls_pos_weight: Option<f64>,
@@ -69,11 +88,15 @@ pub struct TrainArgs {
     /// Turn every augmentation off.
     #[arg(long)]
     pub no_augment: bool,
+    /// Seed for the split, initialisation, shuffling and augmentation (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N (CUDA needs a CUDA libtorch; see the README).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
@@ -94,7 +117,7 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { cfg.$f = v; } )* };
     }
-    set!(epochs, batch, imgsz, lr0, patience, seed, threads);
+    set!(epochs, batch, imgsz, lr0, patience, close_mosaic, dropout, freeze, seed, threads);
     if let Some(o) = args.optimizer {
         cfg.optimizer = o;
     }
@@ -208,6 +231,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         run: RunDir { root: args.out.clone() },
         init: args.init.clone(),
         resume: args.resume,
+        device: fracture_models::compute_device::parse_device(&args.device)?,
         provenance,
     };
     let state = trainer.fit(&train, &val)?;

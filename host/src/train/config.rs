@@ -33,10 +33,11 @@ pub struct TrainConfig {
     pub cls_pos_weight: Option<f64>,
     /// Use focal BCE with this gamma instead of plain BCE.
     pub focal_gamma: Option<f64>,
-    /// Dropout before the classification head's last conv (0 = off). Accepted in files so a
-    /// tuned set of hyperparameters can carry it; values above 0 are refused until the head
-    /// implements it.
+    /// Dropout on the features entering the head's last 1×1 convs, training only (0 = off,
+    /// ultralytics' network).
     pub dropout: f64,
+    /// Freeze the first N layers (YOLO11's backbone is layers 0–10: 11 freezes all of it).
+    pub freeze: usize,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
     /// Epochs without fitness improvement before stopping (0 = never).
@@ -70,6 +71,7 @@ impl Default for TrainConfig {
             cls_pos_weight: None,
             focal_gamma: None,
             dropout: 0.0,
+            freeze: 0,
             max_grad_norm: 10.0,
             patience: 50,
             close_mosaic: 10,
@@ -121,11 +123,8 @@ impl TrainConfig {
         if !(self.lr0 > 0.0 && self.lr0 < 1.0) {
             return bad(format!("lr0 {} must be in (0, 1)", self.lr0));
         }
-        if self.dropout != 0.0 {
-            return bad(format!(
-                "dropout {}: head dropout is not implemented yet; use 0",
-                self.dropout
-            ));
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout {} must be in [0, 1)", self.dropout));
         }
         Ok(())
     }

@@ -18,7 +18,11 @@ pub struct EpochRecord {
     pub map50: f64,
     pub map50_95: f64,
     pub lr: f64,
+    /// Wall time of the whole epoch (validation and checkpoints included).
     pub seconds: f64,
+    /// Wall time of the training steps alone (data, forward, loss, backward, updates).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// Appends to `metrics.csv` (writing the header first when the file is new).
@@ -38,14 +42,18 @@ pub fn append_csv(path: &Path, loss_names: &[&str], r: &EpochRecord) -> std::io:
             .map(String::from),
         );
         cols.extend(loss_names.iter().map(|n| format!("val/{n}")));
-        cols.extend(["lr/pg0".to_string(), "time".to_string()]);
+        cols.extend(["lr/pg0", "time", "train_time"].map(String::from));
         writeln!(f, "{}", cols.join(","))?;
     }
     let mut vals = vec![r.epoch.to_string()];
     vals.extend(r.train_losses.iter().map(|v| format!("{v:.5}")));
     vals.extend([r.precision, r.recall, r.map50, r.map50_95].map(|v| format!("{v:.5}")));
     vals.extend(r.val_losses.iter().map(|v| format!("{v:.5}")));
-    vals.extend([format!("{:.6}", r.lr), format!("{:.1}", r.seconds)]);
+    vals.extend([
+        format!("{:.6}", r.lr),
+        format!("{:.1}", r.seconds),
+        format!("{:.2}", r.train_seconds),
+    ]);
     writeln!(f, "{}", vals.join(","))?;
     f.sync_all()
 }

@@ -90,6 +90,8 @@ pub struct YoloTrainer {
     pub init: Option<PathBuf>,
     /// Continue `run` from its saved state.
     pub resume: bool,
+    /// Where the tensors live (CPU, or a CUDA device with a CUDA libtorch).
+    pub device: Device,
     /// Free-form provenance written into the weights' metadata.
     pub provenance: HashMap<String, String>,
 }
@@ -125,15 +127,18 @@ impl YoloTrainer {
         std::fs::create_dir_all(self.run.root.join("weights")).map_err(io(&self.run.root))?;
         let nc = self.classes.len() as i64;
         let ycfg = YoloConfig { scale: self.scale, num_classes: nc };
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = Yolo::new(&vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
+        let vs = nn::VarStore::new(self.device);
+        let mut model =
+            Yolo::new(&vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
+        model.set_head_dropout(self.cfg.dropout);
         if let Some(init) = &self.init {
             let tensors =
                 weights_file::load_tensors(init).map_err(|e| TrainError::Weights(e.to_string()))?;
             load_named(&vs, tensors, init).map_err(|e| TrainError::Weights(e.to_string()))?;
         }
         // A second model holds the EMA weights for validation.
-        let eval_vs = nn::VarStore::new(Device::Cpu);
+        freeze_layers(&vs, self.cfg.freeze);
+        let eval_vs = nn::VarStore::new(self.device);
         let eval_model =
             Yolo::new(&eval_vs.root(), &ycfg).map_err(|e| TrainError::Model(e.to_string()))?;
 
@@ -209,23 +214,36 @@ impl YoloTrainer {
             let mut sums = [0.0f64; 3];
             let mut seen = 0usize;
             let mut lr_now = 0.0;
+            let mut times = StageTimes::default();
+            let mut clock = Instant::now();
             for (i, batch) in batches.enumerate() {
+                times.add(0, &mut clock);
                 let iter = epoch * nb + i;
                 let rates = schedule.rates(self.cfg.lr0, epoch, iter, nb);
                 lr_now = rates.lr;
-                let preds = model.forward_raw(&batch.images, true);
+                let images = batch.images.to_device(self.device);
+                let preds = model.forward_raw(&images, true);
+                times.add(1, &mut clock);
                 let (total, parts) = loss_fn
-                    .compute(&preds, &batch.targets, [i64::from(self.cfg.imgsz); 2])
+                    .compute(
+                        &preds,
+                        &batch.targets.to_device(self.device),
+                        [i64::from(self.cfg.imgsz); 2],
+                    )
                     .map_err(|e| TrainError::Model(e.to_string()))?;
                 let value = total.double_value(&[]);
                 if !value.is_finite() {
                     return Err(TrainError::Diverged { epoch: epoch + 1, value });
                 }
+                times.add(2, &mut clock);
                 opt.zero_grad();
                 total.backward();
+                times.add(3, &mut clock);
                 opt.clip_grad_norm(self.cfg.max_grad_norm);
                 opt.step(rates.lr, rates.bias_lr, rates.momentum);
+                times.add(4, &mut clock);
                 ema.update(&named(&vs));
+                times.add(5, &mut clock);
                 state.step += 1;
                 for (s, p) in sums.iter_mut().zip(parts) {
                     *s += p;
@@ -242,6 +260,7 @@ impl YoloTrainer {
             // Validate the EMA weights.
             copy_into(&eval_vs, ema.tensors());
             let (summary, val_losses) = self.validate(&eval_model, &loss_fn, val)?;
+            times.add(6, &mut clock);
             let record = EpochRecord {
                 epoch: epoch + 1,
                 train_losses: sums.iter().map(|s| s / seen.max(1) as f64).collect(),
@@ -252,6 +271,7 @@ impl YoloTrainer {
                 map50_95: summary.map50_95,
                 lr: lr_now,
                 seconds: started.elapsed().as_secs_f64(),
+                train_seconds: times.training(),
             };
             let fit = fitness(&summary);
             state.epochs_done = epoch + 1;
@@ -288,6 +308,13 @@ impl YoloTrainer {
                     if state.best_epoch == epoch + 1 { "  (best)" } else { "" }
                 ),
             );
+            say(
+                &bar,
+                format!(
+                    "           {times}, {:.1} train img/s",
+                    train.len() as f64 / times.training()
+                ),
+            );
             if self.cfg.patience > 0 && epoch + 1 - state.best_epoch >= self.cfg.patience {
                 say(
                     &bar,
@@ -318,9 +345,13 @@ impl YoloTrainer {
             EpochBatches::new(val, self.cfg.batch, self.cfg.imgsz, AugmentConfig::none(), false, 0);
         for batch in batches {
             let (preds, parts) = tch::no_grad(|| -> Result<_, TrainError> {
-                let raw = model.forward_raw(&batch.images, false);
+                let raw = model.forward_raw(&batch.images.to_device(self.device), false);
                 let (_, parts) = loss_fn
-                    .compute(&raw, &batch.targets, [i64::from(self.cfg.imgsz); 2])
+                    .compute(
+                        &raw,
+                        &batch.targets.to_device(self.device),
+                        [i64::from(self.cfg.imgsz); 2],
+                    )
                     .map_err(|e| TrainError::Model(e.to_string()))?;
                 Ok((model.decode(&raw), parts))
             })?;
@@ -407,6 +438,22 @@ fn say(bar: &ProgressBar, line: String) {
 }
 
 /// Copies tensors into a store's variables by name (no autograd).
+/// Freezes the first `n` layers (`model.0.` … `model.{n-1}.`): no gradients, no updates.
+/// YOLO11's backbone is layers 0–10, so `n = 11` trains only the neck and head (the study's
+/// second stage). Batch-norm statistics of frozen layers still follow the data, as in
+/// ultralytics' `freeze`.
+fn freeze_layers(vs: &nn::VarStore, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let prefixes: Vec<String> = (0..n).map(|i| format!("model.{i}.")).collect();
+    for (name, mut t) in vs.variables() {
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            let _ = t.requires_grad_(false);
+        }
+    }
+}
+
 fn copy_into(vs: &nn::VarStore, tensors: &[(String, Tensor)]) {
     let vars = vs.variables();
     tch::no_grad(|| {
@@ -417,4 +464,31 @@ fn copy_into(vs: &nn::VarStore, tensors: &[(String, Tensor)]) {
             }
         }
     });
+}
+
+/// Seconds spent per stage of an epoch, for the per-epoch log line (where the time goes).
+#[derive(Debug, Default)]
+struct StageTimes([f64; 7]);
+
+const STAGES: [&str; 7] = ["data", "forward", "loss", "backward", "optimizer", "ema", "validation"];
+
+impl StageTimes {
+    /// Adds the time since `clock` to `stage` and restarts the clock.
+    fn add(&mut self, stage: usize, clock: &mut Instant) {
+        self.0[stage] += clock.elapsed().as_secs_f64();
+        *clock = Instant::now();
+    }
+
+    /// Seconds of the training steps (everything but validation).
+    fn training(&self) -> f64 {
+        self.0[..6].iter().sum()
+    }
+}
+
+impl std::fmt::Display for StageTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> =
+            STAGES.iter().zip(self.0).map(|(n, t)| format!("{n} {t:.1} s")).collect();
+        write!(f, "{}", parts.join(", "))
+    }
 }

@@ -6,8 +6,8 @@
 //! Variables (PyTorch state_dict names below the given path): `conv.weight`, `bn.weight`,
 //! `bn.bias`, `bn.running_mean`, `bn.running_var`.
 
-use tch::Tensor;
 use tch::nn::{self, Init, ModuleT};
+use tch::{Kind, Tensor};
 
 /// Batch-norm epsilon set by ultralytics' `initialize_weights`.
 pub const BN_EPS: f64 = 1e-3;
@@ -63,7 +63,14 @@ impl Conv {
     /// running-stat update). Once fused, the folded convolution is used and `train` is ignored.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let y = match &self.fused {
-            Some((w, b)) => x.conv2d(w, Some(b), self.stride, self.padding, 1, self.groups),
+            Some((w, b)) => {
+                // Inference: activate in place (one allocation less per layer).
+                let mut y = x.conv2d(w, Some(b), self.stride, self.padding, 1, self.groups);
+                if self.act {
+                    let _ = y.silu_();
+                }
+                return y;
+            }
             None => {
                 let y = x.conv2d(
                     &self.weight,
@@ -85,11 +92,18 @@ impl Conv {
         let (Some(gamma), Some(beta)) = (&self.bn.ws, &self.bn.bs) else { return };
         // Same operation order as torch's `fuse_conv_bn_weights` (bias-free conv), so the folded
         // values are bit-identical to ultralytics'.
+        // Folded in float32 whatever the variables' kind (a bfloat16 model folds its rounded
+        // statistics exactly), then stored in that kind.
+        let kind = self.weight.kind();
+        let f32 = |t: &Tensor| {
+            if kind == Kind::Double { t.shallow_clone() } else { t.to_kind(Kind::Float) }
+        };
         let folded = tch::no_grad(|| {
-            let rsqrt = (&self.bn.running_var + BN_EPS).rsqrt(); // [c2]
-            let w = &self.weight * (gamma * &rsqrt).view([-1, 1, 1, 1]);
-            let b = (-&self.bn.running_mean) * &rsqrt * gamma + beta;
-            (w, b)
+            let rsqrt = (f32(&self.bn.running_var) + BN_EPS).rsqrt(); // [c2]
+            let gamma = f32(gamma);
+            let w = f32(&self.weight) * (&gamma * &rsqrt).view([-1, 1, 1, 1]);
+            let b = (-f32(&self.bn.running_mean)) * &rsqrt * &gamma + f32(beta);
+            (w.to_kind(kind), b.to_kind(kind))
         });
         self.fused = Some(folded);
     }

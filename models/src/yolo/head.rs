@@ -37,6 +37,10 @@ pub struct Detect {
     cls_branches: Vec<ClsBranch>,
     /// `[1, reg_max, 1, 1]` = `0..reg_max` (`dfl.conv.weight`, not trainable).
     dfl: Tensor,
+    /// Dropout probability on the features entering each branch's last 1×1 conv, in
+    /// training only (the study's head-dropout regulariser; ultralytics' Detect has none, so
+    /// 0 keeps parity).
+    dropout: f64,
 }
 
 impl Detect {
@@ -80,7 +84,7 @@ impl Detect {
             .collect();
         let bins = Tensor::arange(reg_max, (Kind::Float, p.device())).view([1, reg_max, 1, 1]);
         let dfl = p.sub("dfl").sub("conv").add("weight", bins, false);
-        let head = Self { nc, reg_max, box_branches, cls_branches, dfl };
+        let head = Self { nc, reg_max, box_branches, cls_branches, dfl, dropout: 0.0 };
         head.bias_init();
         head
     }
@@ -111,6 +115,11 @@ impl Detect {
                 let b = bb.convs.iter().fold(x.shallow_clone(), |y, c| c.forward(&y, train));
                 let c =
                     cb.stages.iter().flatten().fold(x.shallow_clone(), |y, c| c.forward(&y, train));
+                let (b, c) = if train && self.dropout > 0.0 {
+                    (b.dropout(self.dropout, true), c.dropout(self.dropout, true))
+                } else {
+                    (b, c)
+                };
                 Tensor::cat(&[bb.out.forward(&b), cb.out.forward(&c)], 1)
             })
             .collect()
@@ -118,6 +127,11 @@ impl Detect {
 
     pub fn num_classes(&self) -> i64 {
         self.nc
+    }
+
+    /// Sets the training-time head dropout (`0.0 ..= 1.0`, clamped).
+    pub fn set_dropout(&mut self, p: f64) {
+        self.dropout = p.clamp(0.0, 1.0);
     }
 
     pub fn reg_max(&self) -> i64 {

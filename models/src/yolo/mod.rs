@@ -34,7 +34,7 @@ pub mod scale;
 pub mod weights;
 
 pub use model::Yolo;
-pub use predictor::{ArchSpec, PredictError, PredictOptions, YoloPredictor};
+pub use predictor::{ArchSpec, Precision, PredictError, PredictOptions, YoloPredictor};
 pub use scale::{Scale, ScaleParams, UnknownScale};
 pub use weights::{WeightsError, is_buffer, load_named, load_safetensors, parameter_count};
 

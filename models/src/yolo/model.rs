@@ -239,8 +239,17 @@ impl Yolo {
 
     /// Raw per-level outputs (from [`Yolo::forward_raw`]) to `[B, 4 + nc, N]`, for callers that
     /// need both (validation computes the loss on the raw maps and metrics on the boxes).
+    /// Half-precision maps are decoded in float32 (box coordinates in bfloat16 would be
+    /// quantised to 2 px above 256).
     pub fn decode(&self, raw: &[Tensor]) -> Tensor {
-        decode(raw, &STRIDES, self.detect.reg_max(), self.cfg.num_classes, self.detect.dfl_weight())
+        let half = |t: &Tensor| matches!(t.kind(), Kind::Half | Kind::BFloat16);
+        let (nc, reg_max) = (self.cfg.num_classes, self.detect.reg_max());
+        if raw.iter().any(half) || half(self.detect.dfl_weight()) {
+            let raw: Vec<Tensor> = raw.iter().map(|t| t.to_kind(Kind::Float)).collect();
+            let dfl = self.detect.dfl_weight().to_kind(Kind::Float);
+            return decode(&raw, &STRIDES, reg_max, nc, &dfl);
+        }
+        decode(raw, &STRIDES, reg_max, nc, self.detect.dfl_weight())
     }
 
     /// Validates an input batch: 4-D float `[B, 3, H, W]` with `B ≥ 1` and `H`, `W` positive
@@ -290,6 +299,12 @@ impl Yolo {
     /// Strides of the three output levels.
     pub fn strides(&self) -> [f64; 3] {
         STRIDES
+    }
+
+    /// Training-time dropout before the head's last convs (the study's head-dropout
+    /// regulariser; 0 by default, which is ultralytics' network).
+    pub fn set_head_dropout(&mut self, p: f64) {
+        self.detect.set_dropout(p);
     }
 
     /// The detection head (for the DFL weight in losses and custom decoding).

@@ -32,6 +32,32 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// yolo11s at 416, batch 1, 2 threads: end-to-end predict (read → decode → letterbox →
+    /// fused forward → NMS → original pixels) vs ultralytics' `YOLO.predict` on the same
+    /// files and weights. Target: ours ≤ 0.7× ultralytics' time.
+    Predict {
+        /// Passes over the images (the first warms up and is not timed).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        #[arg(long, default_value = "s")]
+        scale: String,
+    },
+    /// Training throughput (images/s over the training passes, validation excluded) of
+    /// `fracture train` vs ultralytics on the same phantoms, split and settings (batch 16,
+    /// 416, 2 threads, from scratch). The first epoch warms up and is not counted. Needs
+    /// `cargo build --release -p fracture-host` (the `fracture` binary). Target: ≥ 1.0×.
+    Train {
+        #[arg(long, default_value = "n")]
+        scale: String,
+        #[arg(long, default_value_t = 96)]
+        images: usize,
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        #[arg(long, default_value_t = 416)]
+        imgsz: u32,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+    },
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -185,8 +211,277 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Radiograph-sized 8-bit test images (textured, so decoding does real work).
+const PREDICT_SIZES: [(u32, u32); 6] =
+    [(373, 454), (454, 373), (480, 352), (416, 416), (600, 800), (1024, 768)];
+
+fn write_test_image(path: &Path, w: u32, h: u32) -> anyhow::Result<()> {
+    let img = image::GrayImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32, y as f32);
+        let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) % 41) as f32 - 20.0;
+        let v = 128.0 + 60.0 * (fx / 17.0).sin() * (fy / 23.0).cos() + noise;
+        image::Luma([v.clamp(0.0, 255.0) as u8])
+    });
+    img.save(path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
+    use fracture_models::detector::Detector;
+    use fracture_models::nms::NmsConfig;
+    use fracture_models::yolo::{ArchSpec, Precision, PredictOptions, Scale, YoloPredictor};
+
+    let python = workspace().join(".venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing: run scripts/setup", python.display());
+    }
+    let passes = passes.max(2);
+    let dir = tempfile::tempdir()?;
+    let mut images = Vec::new();
+    for (w, h) in PREDICT_SIZES {
+        let p = dir.path().join(format!("img_{w}x{h}.jpg"));
+        write_test_image(&p, w, h)?;
+        images.push(p);
+    }
+    let (conf, iou) = (0.25f32, 0.45f64);
+    let out = dir.path().join("peer");
+    let mut cmd = Command::new(&python);
+    cmd.arg(workspace().join("tests/peers/yolo_predict_reference.py"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--case")
+        .arg(format!("{scale}:1:416:{conf}:{iou}"))
+        .arg("--bench")
+        .arg((passes - 1).to_string());
+    for p in &images {
+        cmd.arg("--image").arg(p);
+    }
+    // The peer runs before and after ours (this machine's speed drifts by tens of percent
+    // over minutes); its figure is the mean of the two medians.
+    let mut peer_ms = Vec::new();
+    let mut run_peer = |cmd: &mut Command| -> anyhow::Result<()> {
+        println!("ultralytics: {} passes over {} images ...", passes, images.len());
+        let status = cmd.status().context("running the ultralytics benchmark")?;
+        if !status.success() {
+            bail!("yolo_predict_reference.py failed");
+        }
+        let peer: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("bench.json"))?)?;
+        peer_ms.push(peer["median_ms"].as_f64().context("bench.json: median_ms")?);
+        Ok(())
+    };
+    run_peer(&mut cmd)?;
+
+    tch::set_num_threads(2);
+    let spec = ArchSpec { scale: scale.parse::<Scale>()?, num_classes: 1 };
+    let mut rows = Vec::new();
+    let mut found_by: Vec<Vec<Vec<fracture_models::detector::Finding>>> = Vec::new();
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        let opts = PredictOptions {
+            imgsz: Some(416),
+            nms: NmsConfig { conf, iou, ..NmsConfig::default() },
+            precision,
+            ..PredictOptions::default()
+        };
+        let predictor = YoloPredictor::load(&out.join("weights.safetensors"), Some(spec), opts)?;
+        let (mut total, mut fwd, mut found_all) = (Vec::new(), Vec::new(), Vec::new());
+        for pass in 0..passes {
+            for p in &images {
+                let t0 = Instant::now();
+                let img = fracture_models::pixels::read_gray(p)?;
+                let (x, lb) = predictor.preprocess(&img)?;
+                let t1 = Instant::now();
+                let pred = predictor.forward(&x)?;
+                let t2 = Instant::now();
+                let found = predictor.postprocess(&pred, &lb)?;
+                let t3 = Instant::now();
+                if pass > 0 {
+                    total.push((t3 - t0).as_secs_f64() * 1e3);
+                    fwd.push((t2 - t1).as_secs_f64() * 1e3);
+                } else {
+                    found_all.push(found);
+                }
+            }
+        }
+        let _ = predictor.classes();
+        rows.push((precision.name(), median(total), median(fwd)));
+        found_by.push(found_all);
+    }
+    run_peer(&mut cmd)?;
+    let theirs = peer_ms.iter().sum::<f64>() / peer_ms.len() as f64;
+    println!(
+        "\nyolo11{scale}, imgsz 416 (rect letterbox), batch 1, 2 threads, {} images x {} timed passes\n",
+        images.len(),
+        passes - 1
+    );
+    println!("{:<34} {:>12} {:>10}", "implementation", "median (ms)", "vs peer");
+    for (name, total, fwd) in &rows {
+        println!(
+            "{:<34} {:>12.1} {:>9.2}x",
+            format!("ours {name}, end to end"),
+            total,
+            total / theirs
+        );
+        println!("{:<34} {:>12.1}", "  of which forward", fwd);
+    }
+    println!(
+        "{:<34} {:>12.1} {:>9.2}x   (before {:.1}, after {:.1})",
+        "ultralytics YOLO.predict (fp32)", theirs, 1.0, peer_ms[0], peer_ms[1]
+    );
+    // How far bf16 moves the result: best-IoU match of every fp32 box among the bf16 ones.
+    let (mut worst_iou, mut worst_score, mut n) = (1.0f32, 0.0f32, 0);
+    for (a, b) in found_by[0].iter().zip(&found_by[1]) {
+        for f in a {
+            n += 1;
+            let best = b
+                .iter()
+                .filter(|g| g.class == f.class)
+                .map(|g| {
+                    (fracture_models::boxes::iou(f.bbox(), g.bbox()), (f.score - g.score).abs())
+                })
+                .max_by(|x, y| x.0.total_cmp(&y.0));
+            let (i, ds) = best.unwrap_or((0.0, f.score));
+            worst_iou = worst_iou.min(i);
+            worst_score = worst_score.max(ds);
+        }
+    }
+    println!(
+        "\nbf16 vs fp32 on the same images: {n} fp32 boxes, worst best-match IoU {worst_iou:.3}, worst score change {worst_score:.4}"
+    );
+    println!("(target: ours <= 0.7x ultralytics)");
+    Ok(())
+}
+
+/// The `fracture` binary built next to this one.
+fn fracture_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("fracture");
+    if !bin.exists() {
+        bail!("{} is missing: run `cargo build --release -p fracture-host` first", bin.display());
+    }
+    Ok(bin)
+}
+
+fn run_checked(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+struct TrainBench<'a> {
+    scale: &'a str,
+    images: usize,
+    epochs: usize,
+    imgsz: u32,
+    batch: usize,
+}
+
+fn train(b: &TrainBench) -> anyhow::Result<()> {
+    let python = workspace().join(".venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing: run scripts/setup", python.display());
+    }
+    let fracture = fracture_binary()?;
+    let epochs = b.epochs.max(2);
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("phantoms");
+    run_checked(
+        Command::new(&fracture).arg("synth").arg("--out").arg(&data).args([
+            "--count",
+            &b.images.to_string(),
+            "--seed",
+            "5",
+            "--fractured-fraction",
+            "0.5",
+        ]),
+        "fracture synth",
+    )?;
+    let run = dir.path().join("ours");
+    let (imgsz, batch, ep) = (b.imgsz.to_string(), b.batch.to_string(), epochs.to_string());
+    println!("ours: fracture train yolo11{} x {epochs} epochs ...", b.scale);
+    run_checked(
+        Command::new(&fracture).arg("train").arg("--data").arg(&data).arg("--out").arg(&run).args(
+            [
+                "--arch",
+                &format!("yolo11{}", b.scale),
+                "--epochs",
+                &ep,
+                "--imgsz",
+                &imgsz,
+                "--batch",
+                &batch,
+                "--threads",
+                "2",
+                "--patience",
+                "0",
+            ],
+        ),
+        "fracture train",
+    )?;
+    let mut rdr = csv::Reader::from_path(run.join("metrics.csv"))?;
+    let col = rdr
+        .headers()?
+        .iter()
+        .position(|h| h == "train_time")
+        .context("metrics.csv has no train_time column")?;
+    let ours_s: Vec<f64> = rdr
+        .records()
+        .map(|r| Ok(r?.get(col).unwrap_or("nan").parse::<f64>()?))
+        .collect::<anyhow::Result<_>>()?;
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json"))?)?;
+    let n_train = split["train"].as_array().map_or(0, Vec::len);
+
+    println!("ultralytics: the same split and settings ...");
+    let peer = dir.path().join("peer");
+    run_checked(
+        Command::new(&python)
+            .arg(workspace().join("tests/peers/yolo_train_reference.py"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--split")
+            .arg(run.join("split.json"))
+            .arg("--out")
+            .arg(&peer)
+            .args(["--scale", b.scale, "--epochs", &ep, "--imgsz", &imgsz, "--batch", &batch])
+            .arg("--no-val"),
+        "yolo_train_reference.py",
+    )?;
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(peer.join("summary.json"))?)?;
+    let theirs_s: Vec<f64> = summary["epochs"]
+        .as_array()
+        .context("summary.json: epochs")?
+        .iter()
+        .filter_map(|e| e["train_seconds"].as_f64())
+        .collect();
+    let rate = |secs: &[f64]| {
+        let counted = &secs[1.min(secs.len())..];
+        (n_train * counted.len()) as f64 / counted.iter().sum::<f64>()
+    };
+    let (ours, theirs) = (rate(&ours_s), rate(&theirs_s));
+    println!(
+        "\nyolo11{}, {} training images, batch {}, imgsz {}, 2 threads, epochs 2..{epochs} timed\n",
+        b.scale, n_train, b.batch, b.imgsz
+    );
+    println!(
+        "{:<24} {:>10} {:>24} {:>10}",
+        "implementation", "img/s", "epoch train seconds", "vs peer"
+    );
+    let fmt = |v: &[f64]| v.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>().join(" ");
+    println!("{:<24} {:>10.2} {:>24} {:>9.2}x", "ours", ours, fmt(&ours_s), ours / theirs);
+    println!("{:<24} {:>10.2} {:>24} {:>9.2}x", "ultralytics", theirs, fmt(&theirs_s), 1.0);
+    println!("\n(target: ours >= 1.0x ultralytics' images per second)");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
+        Bench::Train { scale, images, epochs, imgsz, batch } => {
+            train(&TrainBench { scale: &scale, images, epochs, imgsz, batch })
+        }
         Bench::Coco { images, runs } => coco(images, runs),
+        Bench::Predict { passes, scale } => predict(passes, &scale),
     }
 }

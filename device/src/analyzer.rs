@@ -1,0 +1,108 @@
+//! The seam where inference plugs in. The worker hands every decoded image to an
+//! [`Analyzer`]; what comes back (findings in original pixels, per-stage timings) is logged
+//! with the analyzer's [`ModelIdentity`]. [`NoModel`] is what the daemon runs without a
+//! bundle: every image is logged as `not_analysed`, and the daemon says so.
+
+use fracture_models::pixels::GrayF32;
+use serde::Serialize;
+
+/// Which model made a run (all of it is logged with every run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelIdentity {
+    pub bundle_id: String,
+    pub bundle_sha256: String,
+    /// `libtorch-cpu`, `libtorch-cuda`, `tensorrt`, `onnxruntime`, ...
+    pub backend: String,
+    /// `fp32`, `fp16`, `int8`.
+    pub precision: String,
+}
+
+/// The bundle's two operating points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatingPoint {
+    /// High sensitivity: worth a second look.
+    Suspicious,
+    /// High specificity.
+    Definite,
+}
+
+impl OperatingPoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suspicious => "suspicious",
+            Self::Definite => "definite",
+        }
+    }
+}
+
+/// One detection, in the original image's pixel coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    /// In [0, 1].
+    pub score: f32,
+    pub class_id: u32,
+    pub class_name: String,
+    pub operating_point: OperatingPoint,
+}
+
+/// Time spent in one named stage (`decode`, `preprocess`, `infer`, `nms`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTiming {
+    pub stage: String,
+    pub ms: f64,
+}
+
+impl StageTiming {
+    pub fn new(stage: &str, elapsed: std::time::Duration) -> Self {
+        Self { stage: stage.to_string(), ms: elapsed.as_secs_f64() * 1e3 }
+    }
+}
+
+/// What an analyzer returns for one image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    pub timings: Vec<StageTiming>,
+}
+
+/// An analyzer's failure on one image; the job is marked failed with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AnalyzeError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl AnalyzeError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+}
+
+/// Runs a model on one decoded image.
+pub trait Analyzer {
+    /// The model behind this analyzer; `None` means images are logged as not analysed.
+    fn model(&self) -> Option<&ModelIdentity>;
+    /// Findings (boxes in the original image's pixels) and per-stage timings.
+    fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError>;
+}
+
+/// No bundle installed: nothing is detected, every run is `not_analysed`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoModel;
+
+impl Analyzer for NoModel {
+    fn model(&self) -> Option<&ModelIdentity> {
+        None
+    }
+
+    fn analyze(&self, _image: &GrayF32) -> Result<Analysis, AnalyzeError> {
+        Ok(Analysis::default())
+    }
+}

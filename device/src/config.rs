@@ -1,0 +1,104 @@
+//! The daemon's configuration: a TOML file whose every key is optional. With no file at all
+//! the daemon runs on the safe defaults here (review screen on loopback, conservative size
+//! limits); `fractured --print-config` prints the effective configuration.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DEFAULT_LISTEN;
+
+/// Everything the daemon reads from its configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the review screen. Anything but loopback will need TLS and a login.
+    pub listen: String,
+    pub ingest: IngestConfig,
+}
+
+/// Capture-folder and decoding settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// A file counts as complete once its size and modification time have not changed for
+    /// this long (a file renamed into the folder counts at once).
+    pub stable_ms: u64,
+    /// Period of the full rescan of the capture folder, the source of truth (file-system
+    /// events only make the daemon react sooner).
+    pub rescan_ms: u64,
+    /// Files larger than this are quarantined without being read.
+    pub max_file_bytes: u64,
+    /// Largest image width and height accepted, checked on the header before decoding.
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Bytes a decoder may allocate for one image.
+    pub max_decode_bytes: u64,
+    /// A job whose processing was interrupted this many times (the daemon died while it was
+    /// running) is quarantined instead of being retried again.
+    pub max_attempts: u32,
+    /// DICOM modalities accepted (projection radiography).
+    pub dicom_modalities: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { listen: DEFAULT_LISTEN.to_string(), ingest: IngestConfig::default() }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            stable_ms: 2_000,
+            rescan_ms: 5_000,
+            max_file_bytes: 512 << 20,
+            max_width: 16_384,
+            max_height: 16_384,
+            max_decode_bytes: 1 << 30,
+            max_attempts: 3,
+            dicom_modalities: ["CR", "DX", "DR", "RG"].map(String::from).to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("cannot print config: {0}")]
+    Print(#[from] toml::ser::Error),
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out keep their defaults, unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+    }
+
+    /// The configuration as TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_partial_files_keep_defaults() {
+        let text = Config::default().to_toml().expect("print");
+        let back: Config = toml::from_str(&text).expect("parse");
+        assert_eq!(back, Config::default());
+        let partial: Config = toml::from_str("[ingest]\nstable_ms = 100\n").expect("parse");
+        assert_eq!(partial.ingest.stable_ms, 100);
+        assert_eq!(partial.listen, DEFAULT_LISTEN);
+        assert!(toml::from_str::<Config>("nonsense = 1\n").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The database schema as an ordered list of migrations (SQLite's `user_version` records how
+//! many have run). Never edit a released migration: append a new one.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Version 1: images, the job queue, runs with their findings and timings, errors, and the
+/// append-only audit chain.
+const V1: &str = r#"
+CREATE TABLE images (
+    id             INTEGER PRIMARY KEY,
+    sha256         TEXT    NOT NULL UNIQUE CHECK (length(sha256) = 64),
+    source_path    TEXT    NOT NULL,
+    original_name  TEXT    NOT NULL,
+    byte_size      INTEGER NOT NULL,
+    -- known once decoded
+    width          INTEGER,
+    height         INTEGER,
+    bit_depth      INTEGER,
+    format         TEXT,
+    -- JSON; DICOM study/series/instance UIDs and acquisition facts, never patient identifiers
+    acquisition    TEXT,
+    created_at     TEXT    NOT NULL
+);
+
+CREATE TABLE jobs (
+    id             INTEGER PRIMARY KEY,
+    image_id       INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    state          TEXT    NOT NULL
+                   CHECK (state IN ('queued', 'running', 'done', 'failed', 'quarantined')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    error          TEXT,
+    -- where the source file went after the job ended (archive/ or quarantine/)
+    disposed_path  TEXT,
+    created_at     TEXT    NOT NULL,
+    updated_at     TEXT    NOT NULL,
+    started_at     TEXT,
+    finished_at    TEXT
+);
+CREATE INDEX jobs_by_state ON jobs(state, id);
+
+CREATE TABLE runs (
+    id             INTEGER PRIMARY KEY,
+    image_id       INTEGER NOT NULL REFERENCES images(id),
+    job_id         INTEGER NOT NULL REFERENCES jobs(id),
+    bundle_id      TEXT,
+    bundle_sha256  TEXT,
+    backend        TEXT,
+    precision      TEXT,
+    status         TEXT    NOT NULL CHECK (status IN ('analysed', 'not_analysed')),
+    created_at     TEXT    NOT NULL,
+    CHECK ((status = 'analysed') = (bundle_id IS NOT NULL))
+);
+CREATE INDEX runs_by_image ON runs(image_id);
+
+CREATE TABLE findings (
+    id              INTEGER PRIMARY KEY,
+    run_id          INTEGER NOT NULL REFERENCES runs(id),
+    -- box in the original image's pixels
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    score           REAL    NOT NULL CHECK (score >= 0 AND score <= 1),
+    class_id        INTEGER NOT NULL,
+    class_name      TEXT    NOT NULL,
+    operating_point TEXT    NOT NULL CHECK (operating_point IN ('suspicious', 'definite'))
+);
+CREATE INDEX findings_by_run ON findings(run_id);
+
+CREATE TABLE timings (
+    id      INTEGER PRIMARY KEY,
+    run_id  INTEGER NOT NULL REFERENCES runs(id),
+    stage   TEXT    NOT NULL,
+    ms      REAL    NOT NULL
+);
+CREATE INDEX timings_by_run ON timings(run_id);
+
+CREATE TABLE errors (
+    id           INTEGER PRIMARY KEY,
+    job_id       INTEGER REFERENCES jobs(id),
+    source_path  TEXT,
+    stage        TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+
+-- Append-only: hash = SHA-256(prev_hash bytes || canonical JSON of the row), see db::audit.
+CREATE TABLE audit (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL CHECK (length(prev_hash) = 64),
+    hash       TEXT NOT NULL UNIQUE CHECK (length(hash) = 64)
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'audit rows are append-only: UPDATE refused');
+END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'audit rows are append-only: DELETE refused');
+END;
+"#;
+
+/// All migrations, oldest first.
+pub fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+const MIGRATIONS: &[M<'static>] = &[M::up(V1)];
+
+/// The schema version this build writes and expects.
+pub const LATEST_VERSION: usize = MIGRATIONS.len();
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        super::migrations().validate().expect("migrations apply to an empty database");
+    }
+}

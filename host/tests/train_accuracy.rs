@@ -1,0 +1,95 @@
+//! Does training actually learn? yolo11n is trained from scratch on phantoms through the real
+//! `fracture train`, then its best checkpoint is scored on phantoms it never saw (another
+//! seed) through the same predictor `fracture predict` uses: mAP50 must reach 0.5.
+//!
+//! Seeded and bounded (fixed epochs, 2 threads), so the outcome is reproducible on a given
+//! machine; it is the slowest test of the suite.
+
+mod support;
+
+use fracture_host::dataset::Dataset;
+use fracture_models::detector::Detector;
+use fracture_models::metrics::{ImagePredictions, precision_recall_f1};
+use fracture_models::nms::NmsConfig;
+use fracture_models::pixels::read_gray;
+use fracture_models::yolo::{PredictOptions, YoloPredictor};
+use support::fracture;
+
+/// Training phantoms (the trainer splits off its own validation share) and held-out ones.
+const TRAIN_IMAGES: &str = "200";
+const HELD_OUT_IMAGES: &str = "100";
+const EPOCHS: &str = "60";
+const IMGSZ: &str = "256";
+const BATCH: &str = "8";
+
+#[test]
+fn yolo11n_learns_phantom_fractures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (train, held_out, run) =
+        (tmp.path().join("train"), tmp.path().join("held_out"), tmp.path().join("run"));
+    let phantoms = ["--fractured-fraction", "0.5", "--size-min", "288", "--size-max", "384"];
+    for (dir, count, seed) in [(&train, TRAIN_IMAGES, "11"), (&held_out, HELD_OUT_IMAGES, "12")] {
+        let mut args = vec!["synth", "--out", dir.to_str().expect("utf-8"), "--count", count];
+        args.extend(["--seed", seed]);
+        args.extend(phantoms);
+        fracture(&args);
+    }
+    fracture(&[
+        "train",
+        "--arch",
+        "yolo11n",
+        "--data",
+        train.to_str().expect("utf-8"),
+        "--out",
+        run.to_str().expect("utf-8"),
+        "--epochs",
+        EPOCHS,
+        "--imgsz",
+        IMGSZ,
+        "--batch",
+        BATCH,
+        "--seed",
+        "1",
+        "--threads",
+        "2",
+        "--patience",
+        "0",
+    ]);
+
+    // Score the best checkpoint on the held-out phantoms at ultralytics' validation settings.
+    let opts = PredictOptions {
+        rect: false,
+        nms: NmsConfig { conf: 0.001, iou: 0.7, ..NmsConfig::default() },
+        ..PredictOptions::default()
+    };
+    let weights = run.join("weights/best.safetensors");
+    let predictor = YoloPredictor::load(&weights, None, opts).expect("load best weights");
+    let ds = Dataset::load(&held_out).expect("held-out dataset");
+    let images: Vec<ImagePredictions> = ds
+        .images
+        .iter()
+        .map(|rec| {
+            let img = read_gray(&ds.root.join(&rec.path)).expect("read phantom");
+            let found = predictor.detect(&img).expect("detect");
+            ImagePredictions {
+                gt_boxes: rec.boxes.iter().map(|b| [b.x1, b.y1, b.x2, b.y2]).collect(),
+                gt_classes: vec![0; rec.boxes.len()],
+                pred_boxes: found.iter().map(|f| f.bbox()).collect(),
+                pred_scores: found.iter().map(|f| f.score).collect(),
+                pred_classes: found.iter().map(|f| f.class).collect(),
+            }
+        })
+        .collect();
+    let labels: usize = images.iter().map(|i| i.gt_boxes.len()).sum();
+    assert!(labels >= 40, "only {labels} held-out fractures: the test set is too small");
+    let s = precision_recall_f1(&images);
+    eprintln!(
+        "held-out ({} images, {labels} fractures): mAP50 {:.3}, mAP50-95 {:.3}, P {:.3}, R {:.3}",
+        images.len(),
+        s.map50,
+        s.map50_95,
+        s.precision,
+        s.recall
+    );
+    assert!(s.map50 >= 0.5, "held-out mAP50 {:.3} < 0.5", s.map50);
+}
