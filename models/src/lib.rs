@@ -5,8 +5,11 @@
 
 pub mod boxes;
 pub mod boxes_tch;
+pub mod bundle;
 pub mod compute_device;
+pub mod denormals;
 pub mod detector;
+pub mod frcnn;
 pub mod letterbox;
 pub mod metrics;
 pub mod nms;

@@ -1,0 +1,239 @@
+//! The whole detector, as torchvision's `GeneralizedRCNN` runs it in eval mode:
+//! transform -> ResNet50 body -> FPN -> RPN -> RoI heads -> boxes back to original pixels.
+//! Variables live under torchvision's module paths: `backbone.body`, `backbone.fpn`,
+//! `rpn.head`, `roi_heads.box_head`, `roi_heads.box_predictor`.
+
+use tch::{Device, Tensor, nn};
+
+use super::FrcnnError;
+use super::backbone::{BackboneConfig, RESNET50_OUT_CHANNELS, ResNet50Body};
+use super::fpn::{FPN_CHANNELS, Fpn};
+pub use super::roi_heads::FrcnnDetections;
+use super::roi_heads::{RoiHeads, RoiHeadsConfig};
+use super::rpn::{Proposals, Rpn, RpnConfig};
+use super::transform::{ImageBatch, Transform, TransformConfig};
+
+/// What to build; [`FrcnnConfig::new`] gives `fasterrcnn_resnet50_fpn_v2`'s defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrcnnConfig {
+    /// Classes including background (2 for background + fracture; 91 for COCO).
+    pub num_classes: i64,
+    pub transform: TransformConfig,
+    pub backbone: BackboneConfig,
+    pub rpn: RpnConfig,
+    pub roi_heads: RoiHeadsConfig,
+}
+
+impl FrcnnConfig {
+    /// torchvision's defaults (`min_size` 800, `max_size` 1333, all thresholds as in
+    /// `FasterRCNN`), `BatchNorm2d` everywhere, every backbone layer trainable.
+    pub fn new(num_classes: i64) -> Self {
+        Self {
+            num_classes,
+            transform: TransformConfig::default(),
+            backbone: BackboneConfig::default(),
+            rpn: RpnConfig::default(),
+            roi_heads: RoiHeadsConfig::default(),
+        }
+    }
+
+    /// The same with another resize rule.
+    pub fn with_sizes(mut self, min_size: i64, max_size: i64) -> Self {
+        self.transform.min_size = min_size;
+        self.transform.max_size = max_size;
+        self
+    }
+}
+
+/// Every intermediate result of an eval forward (for parity tests and diagnostics).
+#[derive(Debug)]
+pub struct FrcnnTrace {
+    pub batch: ImageBatch,
+    /// FPN levels `'0', '1', '2', '3', 'pool'`: `[B, 256, H_l, W_l]`.
+    pub features: Vec<Tensor>,
+    /// RPN proposals per image, in the resized image's pixels.
+    pub proposals: Vec<Proposals>,
+    /// Detections per image in the resized image's pixels (before mapping back).
+    pub detections_resized: Vec<FrcnnDetections>,
+    /// Detections per image in original pixels.
+    pub detections: Vec<FrcnnDetections>,
+}
+
+/// Faster R-CNN ResNet50-FPN v2.
+#[derive(Debug)]
+pub struct FasterRcnn {
+    pub transform: Transform,
+    pub body: ResNet50Body,
+    pub fpn: Fpn,
+    pub rpn: Rpn,
+    pub roi_heads: RoiHeads,
+    num_classes: i64,
+    device: Device,
+    /// Elements of `FrozenBatchNorm2d` weight/bias (buffers in PyTorch, not parameters).
+    frozen_affine_elements: i64,
+}
+
+impl FasterRcnn {
+    /// Builds the model's variables under `p` (use the VarStore's root for torchvision names).
+    pub fn new(p: &nn::Path, cfg: &FrcnnConfig) -> Result<Self, FrcnnError> {
+        if cfg.num_classes < 2 {
+            return Err(FrcnnError::NumClasses(cfg.num_classes));
+        }
+        if !(0..=5).contains(&cfg.backbone.trainable_layers) {
+            return Err(FrcnnError::TrainableLayers(cfg.backbone.trainable_layers));
+        }
+        let transform = Transform::new(cfg.transform.clone())?;
+        let bp = p.sub("backbone");
+        let body = ResNet50Body::new(&bp.sub("body"), &cfg.backbone)?;
+        let fpn = Fpn::new(&bp.sub("fpn"), &RESNET50_OUT_CHANNELS, FPN_CHANNELS)?;
+        let rpn = Rpn::new(&p.sub("rpn"), FPN_CHANNELS, cfg.rpn.clone())?;
+        let roi_heads = RoiHeads::new(
+            &p.sub("roi_heads"),
+            FPN_CHANNELS,
+            cfg.num_classes,
+            cfg.roi_heads.clone(),
+        )?;
+        let frozen_affine_elements =
+            if cfg.backbone.frozen_bn { 2 * body.norm_channels() } else { 0 };
+        Ok(Self {
+            transform,
+            body,
+            fpn,
+            rpn,
+            roi_heads,
+            num_classes: cfg.num_classes,
+            device: p.device(),
+            frozen_affine_elements,
+        })
+    }
+
+    pub fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+
+    /// Variables' elements that PyTorch would not count as parameters besides the batch-norm
+    /// statistics: the affine weights of `FrozenBatchNorm2d` layers.
+    pub(crate) fn frozen_affine_elements(&self) -> i64 {
+        self.frozen_affine_elements
+    }
+
+    /// FPN levels of a prepared batch: `[B, 256, H_l, W_l]` × 5.
+    pub fn features(&self, batch: &ImageBatch, train: bool) -> Vec<Tensor> {
+        let c = self.body.forward(&batch.tensors, train);
+        self.fpn.forward(&c, train)
+    }
+
+    /// Eval forward of `images` (each `[3, H, W]` float in `[0, 1]`, any sizes) with every
+    /// intermediate result.
+    pub fn forward_eval_traced(&self, images: &[Tensor]) -> Result<FrcnnTrace, FrcnnError> {
+        let batch = self.transform.batch(images, self.device)?;
+        let features = self.features(&batch, false);
+        let (proposals, _) = self.rpn.forward(&features, &batch, false)?;
+        let boxes: Vec<Tensor> = proposals.iter().map(|p| p.boxes.shallow_clone()).collect();
+        let box_features =
+            self.roi_heads.box_features(&features, &boxes, &batch.image_sizes, false)?;
+        let (logits, deltas) = self.roi_heads.predict(&box_features);
+        let detections_resized =
+            self.roi_heads.postprocess(&logits, &deltas, &boxes, &batch.image_sizes)?;
+        let detections = detections_resized
+            .iter()
+            .zip(batch.image_sizes.iter().zip(&batch.original_sizes))
+            .map(|(d, (&resized, &original))| FrcnnDetections {
+                boxes: Transform::postprocess_boxes(&d.boxes, resized, original),
+                scores: d.scores.shallow_clone(),
+                labels: d.labels.shallow_clone(),
+            })
+            .collect();
+        Ok(FrcnnTrace { batch, features, proposals, detections_resized, detections })
+    }
+
+    /// Eval forward: per image, boxes in original pixels, scores (descending) and labels.
+    /// Call inside `tch::no_grad`.
+    pub fn forward_eval(&self, images: &[Tensor]) -> Result<Vec<FrcnnDetections>, FrcnnError> {
+        Ok(self.forward_eval_traced(images)?.detections)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::frcnn::parameter_count;
+    use tch::Kind;
+
+    #[test]
+    fn parameter_counts_match_torchvision() {
+        for (nc, count) in [(2, 43_256_153), (91, 43_712_278)] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let m = FasterRcnn::new(&vs.root(), &FrcnnConfig::new(nc)).unwrap();
+            assert_eq!(parameter_count(&vs, &m), count, "num_classes={nc}");
+        }
+        // Frozen BN: weight/bias become buffers (53 layers, 26,560 channels of ResNet50).
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cfg = FrcnnConfig::new(2);
+        cfg.backbone = BackboneConfig { frozen_bn: true, trainable_layers: 3 };
+        let m = FasterRcnn::new(&vs.root(), &cfg).unwrap();
+        assert_eq!(parameter_count(&vs, &m), 43_256_153 - 2 * 26_560);
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert!(trainable < 43_256_153 - 2 * 26_560);
+    }
+
+    #[test]
+    fn bad_configs_and_inputs_are_errors() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        assert!(matches!(
+            FasterRcnn::new(&vs.root(), &FrcnnConfig::new(1)),
+            Err(FrcnnError::NumClasses(1))
+        ));
+        let mut cfg = FrcnnConfig::new(2);
+        cfg.backbone.trainable_layers = 6;
+        assert!(matches!(FasterRcnn::new(&vs.root(), &cfg), Err(FrcnnError::TrainableLayers(6))));
+        let mut cfg = FrcnnConfig::new(2);
+        cfg.rpn.post_nms_top_n_test = -1;
+        assert!(matches!(FasterRcnn::new(&vs.root(), &cfg), Err(FrcnnError::Config(_))));
+        let mut cfg = FrcnnConfig::new(2);
+        cfg.roi_heads.nms_thresh = 1.5;
+        assert!(matches!(FasterRcnn::new(&vs.root(), &cfg), Err(FrcnnError::Config(_))));
+    }
+
+    #[test]
+    fn small_forward_runs_end_to_end() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = FasterRcnn::new(&vs.root(), &FrcnnConfig::new(2).with_sizes(64, 96)).unwrap();
+        let imgs = [Tensor::rand([3, 50, 70], (Kind::Float, Device::Cpu))];
+        let t = tch::no_grad(|| m.forward_eval_traced(&imgs)).unwrap();
+        assert_eq!(t.batch.tensors.size(), [1, 3, 64, 96]);
+        assert_eq!(t.features.len(), 5);
+        assert_eq!(t.detections.len(), 1);
+        let d = &t.detections[0];
+        assert_eq!(d.boxes.size()[0], d.scores.size()[0]);
+        assert!(m.forward_eval(&[Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))]).is_err());
+    }
+
+    #[test]
+    fn no_proposals_give_empty_detections() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cfg = FrcnnConfig::new(3).with_sizes(64, 96);
+        cfg.rpn.score_thresh = 1.5; // no sigmoid reaches it
+        let m = FasterRcnn::new(&vs.root(), &cfg).unwrap();
+        let imgs = [
+            Tensor::rand([3, 50, 70], (Kind::Float, Device::Cpu)),
+            Tensor::rand([3, 64, 40], (Kind::Float, Device::Cpu)),
+        ];
+        let t = tch::no_grad(|| m.forward_eval_traced(&imgs)).unwrap();
+        assert!(t.proposals.iter().all(|p| p.boxes.size() == [0, 4]));
+        for d in &t.detections {
+            assert_eq!(d.boxes.size(), [0, 4]);
+            assert_eq!(d.labels.size(), [0]);
+        }
+        // NaN pixels flow through without a panic.
+        let nan = Tensor::full([3, 40, 40], f64::NAN, (Kind::Float, Device::Cpu));
+        let m2 = FasterRcnn::new(
+            &nn::VarStore::new(Device::Cpu).root(),
+            &FrcnnConfig::new(2).with_sizes(64, 96),
+        )
+        .unwrap();
+        assert!(tch::no_grad(|| m2.forward_eval(&[nan])).is_ok());
+    }
+}
