@@ -93,6 +93,17 @@ pub trait Analyzer {
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError>;
 }
 
+/// A boxed analyzer chosen at run time (a bundle, or none).
+impl<T: Analyzer + ?Sized> Analyzer for Box<T> {
+    fn model(&self) -> Option<&ModelIdentity> {
+        (**self).model()
+    }
+
+    fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {
+        (**self).analyze(image)
+    }
+}
+
 /// No bundle installed: nothing is detected, every run is `not_analysed`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoModel;

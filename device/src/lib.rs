@@ -8,11 +8,15 @@
 //! - [`ingest`]: the capture folder (stability, rejection rules), archive/quarantine moves,
 //!   format sniffing and decoding (including DICOM);
 //! - [`queue`]: the exactly-once job queue keyed by content SHA-256;
-//! - [`analyzer`]: the seam where inference plugs in ([`analyzer::NoModel`] until then);
+//! - [`analyzer`]: the seam where inference plugs in ([`analyzer::NoModel`] without a model);
+//! - [`bundle_select`] and [`backend_libtorch`]: the installed model bundle and the libtorch
+//!   analyzer that runs it;
 //! - [`db`]: the SQLite log (schema, migrations, audit hash chain, status counts);
 //! - [`worker`]: the loop that ties them together.
 
 pub mod analyzer;
+pub mod backend_libtorch;
+pub mod bundle_select;
 pub mod clock;
 pub mod config;
 pub mod db;

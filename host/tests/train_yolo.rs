@@ -86,3 +86,76 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     assert!(text.contains("done: 3 epochs"), "{text}");
     assert_eq!(csv_epochs(&run2), vec![1, 2, 3]);
 }
+
+/// Weights saved by ultralytics' own trainer (its `last.pt`: the EMA model in float16,
+/// converted to a plain safetensors state_dict) start our training: they load with their
+/// names and kinds, and the run really starts from them.
+#[test]
+fn training_starts_from_ultralytics_saved_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    fracture(&["synth", "--out", d, "--count", "40", "--seed", "6", "--fractured-fraction", "0.5"]);
+    // Our split, so ultralytics trains on the same images.
+    let split = tmp.path().join("split.json");
+    fracture(&["split", "--data", d, "--out", split.to_str().unwrap(), "--seed", "1"]);
+    let exported = tmp.path().join("ultralytics.safetensors");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/yolo_train_reference.py");
+    let status = Command::new(python)
+        .arg(script)
+        .args(["--data", d, "--split", split.to_str().unwrap()])
+        .arg("--out")
+        .arg(tmp.path().join("ultralytics"))
+        .args(["--scale", "n", "--epochs", "1", "--imgsz", "128", "--batch", "8", "--no-val"])
+        .arg("--export")
+        .arg(&exported)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ultralytics training failed (scripts/setup installs it)");
+    let init = fracture_models::weights_file::load_tensors(&exported).unwrap();
+    let (_, first) = init.iter().find(|(n, _)| n == "model.0.conv.weight").unwrap();
+    assert_eq!(first.kind(), tch::Kind::Half, "ultralytics saves float16 checkpoints");
+
+    // Learning rate ~0 and no warm-up (whose bias rate is 0.1): weights stay where they start,
+    // so the run's weights must be ultralytics' (batch-norm statistics aside).
+    let hyp = tmp.path().join("hyp.toml");
+    std::fs::write(&hyp, "lr0 = 1e-9\nwarmup_epochs = 0.0\n").unwrap();
+    let run = tmp.path().join("run");
+    fracture(&[
+        "train",
+        "--arch",
+        "yolo11n",
+        "--data",
+        d,
+        "--out",
+        run.to_str().unwrap(),
+        "--split",
+        split.to_str().unwrap(),
+        "--hyp",
+        hyp.to_str().unwrap(),
+        "--init",
+        exported.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "128",
+        "--batch",
+        "8",
+    ]);
+    let ours =
+        fracture_models::weights_file::load_tensors(&run.join("weights/last.safetensors")).unwrap();
+    let mut compared = 0;
+    for (name, t) in &ours {
+        if !name.ends_with("conv.weight") {
+            continue;
+        }
+        let (_, src) = init.iter().find(|(n, _)| n == name).unwrap();
+        let d = (t - src.to_kind(tch::Kind::Float)).abs().max().double_value(&[]);
+        assert!(d < 1e-6, "{name} moved by {d} from ultralytics' value");
+        compared += 1;
+    }
+    assert!(compared > 50, "only {compared} conv weights compared");
+}

@@ -52,6 +52,11 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-val", action="store_true", help="skip validation (speed runs)")
+    ap.add_argument(
+        "--export",
+        help="also write the final checkpoint's model (as ultralytics saved it: EMA, float16) "
+        "as a plain state_dict in this safetensors file",
+    )
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -107,7 +112,7 @@ def main():
         amp=False,
         plots=False,
         val=not args.no_val,
-        project=args.out,
+        project=os.path.abspath(args.out),
         name="run",
         exist_ok=True,
         verbose=False,
@@ -115,6 +120,12 @@ def main():
         hsv_s=0.0,
         hsv_v=0.1,
     )
+    if args.export:
+        from safetensors.torch import save_file
+
+        ckpt = torch.load(os.path.join(model.trainer.save_dir, "weights", "last.pt"), weights_only=False)
+        sd = {k: v.contiguous() for k, v in ckpt["model"].state_dict().items()}
+        save_file(sd, args.export)
     train_s = sum(e["train_seconds"] for e in epochs)
     summary = dict(
         images=n_train,

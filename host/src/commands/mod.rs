@@ -2,6 +2,7 @@
 //! libraries. Nothing here holds logic other commands need.
 
 pub mod eda;
+pub mod export;
 pub mod metrics;
 pub mod predict;
 pub mod split;

@@ -1,0 +1,134 @@
+//! The libtorch backend: runs a bundle's YOLO11 weights with `tch` (CPU, or CUDA with a CUDA
+//! libtorch) through the same predictor as `fracture predict`, so the device computes exactly
+//! what the host measured. Findings at or above the bundle's `suspicious` threshold are
+//! reported; those at or above `definite` are marked definite.
+
+use std::time::Instant;
+
+use fracture_models::bundle::{Bundle, OperatingPoints};
+use fracture_models::nms::NmsConfig;
+use fracture_models::pixels::GrayF32;
+use fracture_models::yolo::{Precision, PredictError, PredictOptions, YoloPredictor};
+use tch::Device;
+
+use crate::analyzer::{
+    Analysis, AnalyzeError, Analyzer, Finding, ModelIdentity, OperatingPoint, StageTiming,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("bundle {bundle}: architecture {arch} has no libtorch backend in this build")]
+    Arch { bundle: String, arch: String },
+    #[error("bundle {bundle}: warm-up inference failed: {message}")]
+    WarmUp { bundle: String, message: String },
+    #[error("bundle {bundle}: {source}")]
+    Load {
+        bundle: String,
+        #[source]
+        source: PredictError,
+    },
+}
+
+/// A loaded, warmed-up model.
+pub struct LibtorchAnalyzer {
+    predictor: YoloPredictor,
+    identity: ModelIdentity,
+    classes: Vec<String>,
+    points: OperatingPoints,
+}
+
+impl LibtorchAnalyzer {
+    /// Loads the bundle's weights (checked against its manifest by [`Bundle::open`]) and runs
+    /// one warm-up image so the first radiograph does not pay for lazy initialisation.
+    pub fn load(
+        bundle: &Bundle,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, BackendError> {
+        let m = &bundle.manifest;
+        if !m.arch.starts_with("yolo11") {
+            return Err(BackendError::Arch { bundle: m.bundle_id.clone(), arch: m.arch.clone() });
+        }
+        let opts = PredictOptions {
+            imgsz: Some(m.imgsz),
+            rect: true,
+            nms: NmsConfig {
+                conf: m.operating_points.suspicious,
+                iou: m.nms_iou,
+                max_det: m.max_det,
+                ..NmsConfig::default()
+            },
+            device,
+            precision,
+        };
+        let load_err = |source| BackendError::Load { bundle: m.bundle_id.clone(), source };
+        let predictor = YoloPredictor::load(&bundle.weights(), None, opts).map_err(load_err)?;
+        let backend = if device == Device::Cpu { "libtorch-cpu" } else { "libtorch-cuda" };
+        let analyzer = Self {
+            predictor,
+            identity: ModelIdentity {
+                bundle_id: m.bundle_id.clone(),
+                bundle_sha256: bundle.sha256.clone(),
+                backend: backend.to_string(),
+                precision: precision.name().to_string(),
+            },
+            classes: m.classes.clone(),
+            points: m.operating_points,
+        };
+        let blank = GrayF32::new(m.imgsz, m.imgsz, 0.5);
+        analyzer.analyze(&blank).map_err(|e| BackendError::WarmUp {
+            bundle: m.bundle_id.clone(),
+            message: e.message,
+        })?;
+        Ok(analyzer)
+    }
+}
+
+impl Analyzer for LibtorchAnalyzer {
+    fn model(&self) -> Option<&ModelIdentity> {
+        Some(&self.identity)
+    }
+
+    fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {
+        let fail = |e: PredictError| AnalyzeError {
+            message: format!("inference failed: {e}"),
+            source: Some(Box::new(e)),
+        };
+        let t0 = Instant::now();
+        let (x, lb) = self.predictor.preprocess(image).map_err(fail)?;
+        let t1 = Instant::now();
+        let pred = self.predictor.forward(&x).map_err(fail)?;
+        let t2 = Instant::now();
+        let found = self.predictor.postprocess(&pred, &lb).map_err(fail)?;
+        let t3 = Instant::now();
+        let findings = found
+            .into_iter()
+            .map(|f| Finding {
+                x1: f.x1,
+                y1: f.y1,
+                x2: f.x2,
+                y2: f.y2,
+                score: f.score,
+                class_id: u32::try_from(f.class).unwrap_or(u32::MAX),
+                class_name: usize::try_from(f.class)
+                    .ok()
+                    .and_then(|i| self.classes.get(i))
+                    .cloned()
+                    .unwrap_or_else(|| f.class.to_string()),
+                operating_point: if f.score >= self.points.definite {
+                    OperatingPoint::Definite
+                } else {
+                    OperatingPoint::Suspicious
+                },
+            })
+            .collect();
+        Ok(Analysis {
+            findings,
+            timings: vec![
+                StageTiming::new("preprocess", t1 - t0),
+                StageTiming::new("infer", t2 - t1),
+                StageTiming::new("nms", t3 - t2),
+            ],
+        })
+    }
+}

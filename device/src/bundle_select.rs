@@ -1,0 +1,63 @@
+//! Which bundle the daemon runs: the one named in the configuration, or the only one
+//! installed under `STATE/bundles/`. A bundle whose files do not match its manifest is
+//! refused (the daemon then logs images as not analysed and says why).
+
+use std::path::{Path, PathBuf};
+
+use fracture_models::bundle::{Bundle, BundleError, MANIFEST};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("{dir}: {source}")]
+    Io { dir: PathBuf, source: std::io::Error },
+    #[error(
+        "{dir}: several bundles are installed ({names}); name one with `bundle = \"...\"` under [model] in the configuration"
+    )]
+    Ambiguous { dir: PathBuf, names: String },
+    #[error("bundle {name} is not installed under {dir}")]
+    NotInstalled { dir: PathBuf, name: String },
+    #[error("bundle refused: {0}")]
+    Refused(#[from] BundleError),
+}
+
+/// Folders under `bundles_dir` holding a manifest, sorted by name.
+pub fn installed(bundles_dir: &Path) -> Result<Vec<String>, SelectError> {
+    let io = |source| SelectError::Io { dir: bundles_dir.to_path_buf(), source };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(bundles_dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.path().join(MANIFEST).is_file()
+            && let Some(name) = entry.file_name().to_str()
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The bundle to run: `wanted` by folder name, else the single installed one; `Ok(None)`
+/// when none is installed.
+pub fn select(bundles_dir: &Path, wanted: Option<&str>) -> Result<Option<Bundle>, SelectError> {
+    let names = installed(bundles_dir)?;
+    let name = match wanted {
+        Some(w) if names.iter().any(|n| n == w) => w.to_string(),
+        Some(w) => {
+            return Err(SelectError::NotInstalled {
+                dir: bundles_dir.to_path_buf(),
+                name: w.to_string(),
+            });
+        }
+        None => match names.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            _ => {
+                return Err(SelectError::Ambiguous {
+                    dir: bundles_dir.to_path_buf(),
+                    names: names.join(", "),
+                });
+            }
+        },
+    };
+    Ok(Some(Bundle::open(&bundles_dir.join(name))?))
+}

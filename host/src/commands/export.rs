@@ -1,0 +1,146 @@
+//! `fracture export --bundle`: package trained weights as a model bundle the device installs
+//! (`manifest.json` + `weights.safetensors` with our metadata), and `fracture bundle verify`
+//! to check one. ONNX, INT8 and calibration files join the bundle with the export issue.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use fracture_models::bundle::{Bundle, Manifest, OperatingPoints};
+use fracture_models::weights_file::{self, WeightsMeta};
+use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+  fracture export --weights runs/n/weights/best.safetensors --bundle bundles/fracture-n-v1\n  \
+  fracture export --weights yolo11s.safetensors --arch yolo11s --nc 1 --bundle b --definite 0.6")]
+pub struct ExportArgs {
+    /// Weights (safetensors). Plain state_dicts need --arch and --nc, as for `predict`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Bundle folder to write (created; must not already hold a bundle unless --force).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long, requires = "nc")]
+    pub arch: Option<String>,
+    #[arg(long, requires = "arch")]
+    pub nc: Option<i64>,
+    /// Input size of a plain state_dict (files from `fracture train` carry theirs).
+    #[arg(long, default_value_t = 416)]
+    pub imgsz: u32,
+    /// Bundle name shown on the device (default: the folder name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// High-sensitivity threshold: findings at or above it are reported as suspicious.
+    #[arg(long, default_value_t = 0.1)]
+    pub suspicious: f32,
+    /// High-specificity threshold: findings at or above it are reported as definite.
+    #[arg(long, default_value_t = 0.5)]
+    pub definite: f32,
+    /// A notice shown with every result (e.g. "Not for clinical use").
+    #[arg(long)]
+    pub notice: Option<String>,
+    /// Replace a bundle already in the folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub action: BundleAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BundleAction {
+    /// Check every file of a bundle against its manifest's SHA-256.
+    Verify {
+        /// Bundle folder.
+        dir: PathBuf,
+    },
+}
+
+pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let meta = match (weights_file::read_meta(&args.weights)?, &args.arch, args.nc) {
+        (Some(m), None, None) => m,
+        (_, Some(arch), Some(nc)) => {
+            let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
+            if nc < 1 {
+                bail!("--nc {nc}: a detector needs at least one class");
+            }
+            let classes = if nc == 1 {
+                vec!["fracture".to_string()]
+            } else {
+                (0..nc).map(|i| i.to_string()).collect()
+            };
+            WeightsMeta {
+                arch: format!("yolo11{}", scale.letter()),
+                classes,
+                imgsz: args.imgsz,
+                extra: Default::default(),
+            }
+        }
+        (None, _, _) => {
+            bail!("{}: no metadata of ours; pass --arch and --nc", args.weights.display())
+        }
+        (Some(_), _, _) => bail!("--arch and --nc go together"),
+    };
+    // Proves the weights build the network the manifest will claim (names, shapes).
+    let spec = ArchSpec { scale: meta.arch.parse()?, num_classes: meta.classes.len() as i64 };
+    YoloPredictor::load(&args.weights, Some(spec), PredictOptions::default())?;
+    if args.bundle.join(fracture_models::bundle::MANIFEST).exists() && !args.force {
+        bail!("{} already holds a bundle: pass --force to replace it", args.bundle.display());
+    }
+    let id = match &args.id {
+        Some(id) => id.clone(),
+        None => args
+            .bundle
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+            .context("--bundle has no folder name; pass --id")?,
+    };
+    // The bundle's weights always carry our metadata, so the device needs no flags.
+    let staged = tempfile::NamedTempFile::new_in(
+        args.bundle
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new(".")),
+    )
+    .context("creating a temporary file beside the bundle")?;
+    let tensors = weights_file::load_tensors(&args.weights)?;
+    weights_file::save(staged.path(), &tensors, &meta)?;
+    let points = OperatingPoints { suspicious: args.suspicious, definite: args.definite };
+    let mut manifest = Manifest::for_weights(&id, &meta, points);
+    manifest.notice = args.notice.clone();
+    for key in ["mAP50", "mAP50-95"] {
+        if let Some(v) = meta.extra.get(key).and_then(|v| v.parse::<f64>().ok()) {
+            manifest.metrics.insert(key.to_string(), v);
+        }
+    }
+    let bundle = Bundle::write(&args.bundle, staged.path(), manifest)?;
+    println!(
+        "bundle {} ({}, {} class(es), {} px) written to {}; sha256 {}",
+        bundle.manifest.bundle_id,
+        bundle.manifest.arch,
+        bundle.manifest.classes.len(),
+        bundle.manifest.imgsz,
+        bundle.dir.display(),
+        bundle.sha256
+    );
+    Ok(())
+}
+
+pub fn run_bundle(args: &BundleArgs) -> anyhow::Result<()> {
+    match &args.action {
+        BundleAction::Verify { dir } => {
+            let b = Bundle::open(dir)?;
+            println!(
+                "{}: ok ({} file(s) match the manifest; bundle sha256 {})",
+                dir.display(),
+                b.manifest.files.len(),
+                b.sha256
+            );
+            Ok(())
+        }
+    }
+}
