@@ -54,6 +54,34 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     assert_eq!(meta.arch, "yolo11n");
     assert_eq!(meta.classes, vec!["fracture".to_string()]);
     assert_eq!(meta.imgsz, 128);
+    // The weights become a device bundle that verifies, and stops verifying when altered.
+    let bundle = tmp.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    let best = run.join("weights/best.safetensors");
+    let text =
+        fracture(&["export", "--weights", best.to_str().unwrap(), "--bundle", b, "--half-weights"]);
+    assert!(text.contains("bundle bundle (yolo11n, 1 class(es), 128 px)"), "{text}");
+    assert!(fracture(&["bundle", "verify", b]).contains(": ok"));
+    let predicted = support::fracture_stdout(&[
+        "predict",
+        "--weights",
+        bundle.join("weights.safetensors").to_str().unwrap(),
+        "--json",
+        data.join("images/Fractured")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(predicted.trim_start().starts_with('['), "{predicted}");
+    std::fs::write(bundle.join("weights.safetensors"), b"tampered").unwrap();
+    let e = support::fracture_fails(&["bundle", "verify", b]);
+    assert!(e.contains("has SHA-256"), "{e}");
+
     // A second run into the same folder is refused without --resume.
     let out = Command::new(env!("CARGO_BIN_EXE_fracture")).args(&args).output().unwrap();
     assert!(!out.status.success());

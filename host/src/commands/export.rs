@@ -39,6 +39,10 @@ pub struct ExportArgs {
     /// A notice shown with every result (e.g. "Not for clinical use").
     #[arg(long)]
     pub notice: Option<String>,
+    /// Store the weights as float16 (half the size; they are widened back when loaded, and
+    /// the rounding moves scores by ~1e-3).
+    #[arg(long)]
+    pub half_weights: bool,
     /// Replace a bundle already in the folder.
     #[arg(long)]
     pub force: bool,
@@ -107,7 +111,14 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             .unwrap_or(std::path::Path::new(".")),
     )
     .context("creating a temporary file beside the bundle")?;
-    let tensors = weights_file::load_tensors(&args.weights)?;
+    let mut tensors = weights_file::load_tensors(&args.weights)?;
+    if args.half_weights {
+        for (_, t) in &mut tensors {
+            if t.is_floating_point() {
+                *t = t.to_kind(tch::Kind::Half);
+            }
+        }
+    }
     weights_file::save(staged.path(), &tensors, &meta)?;
     let points = OperatingPoints { suspicious: args.suspicious, definite: args.definite };
     let mut manifest = Manifest::for_weights(&id, &meta, points);
