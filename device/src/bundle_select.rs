@@ -61,3 +61,52 @@ pub fn select(bundles_dir: &Path, wanted: Option<&str>) -> Result<Option<Bundle>
     };
     Ok(Some(Bundle::open(&bundles_dir.join(name))?))
 }
+
+/// The `[model]` section of the daemon's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Folder name under `STATE/bundles/` to run; default: the only one installed.
+    pub bundle: Option<String>,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a CUDA libtorch).
+    pub device: String,
+    /// `fp32`, `bf16` (CPUs with AVX512-BF16) or `fp16` (CUDA).
+    pub precision: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { bundle: None, device: "cpu".into(), precision: "fp32".into() }
+    }
+}
+
+/// The analyzer the daemon runs: the selected bundle on the libtorch backend, or
+/// [`NoModel`](crate::analyzer::NoModel) with the reason when there is none or it is refused
+/// (images are then logged as not analysed; nothing is lost).
+pub fn load_analyzer(
+    bundles_dir: &Path,
+    cfg: &ModelConfig,
+) -> (Box<dyn crate::analyzer::Analyzer>, Option<String>) {
+    use crate::analyzer::NoModel;
+    use crate::backend_libtorch::LibtorchAnalyzer;
+    let bundle = match select(bundles_dir, cfg.bundle.as_deref()) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            let why = format!("no model bundle installed under {}", bundles_dir.display());
+            return (Box::new(NoModel), Some(why));
+        }
+        Err(e) => return (Box::new(NoModel), Some(e.to_string())),
+    };
+    let device = match fracture_models::compute_device::parse_device(&cfg.device) {
+        Ok(d) => d,
+        Err(e) => return (Box::new(NoModel), Some(format!("[model] device: {e}"))),
+    };
+    let precision = match cfg.precision.parse::<fracture_models::yolo::Precision>() {
+        Ok(p) => p,
+        Err(e) => return (Box::new(NoModel), Some(format!("[model] precision: {e}"))),
+    };
+    match LibtorchAnalyzer::load(&bundle, device, precision) {
+        Ok(a) => (Box::new(a), None),
+        Err(e) => (Box::new(NoModel), Some(e.to_string())),
+    }
+}

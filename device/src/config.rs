@@ -1,6 +1,7 @@
 //! The daemon's configuration: a TOML file whose every key is optional. With no file at all
 //! the daemon runs on the safe defaults here (review screen on loopback, conservative size
-//! limits); `fractured --print-config` prints the effective configuration.
+//! limits); `fractured --print-config` prints the effective configuration, and
+//! `systemd/fractured.example.toml` documents every key.
 
 use std::path::Path;
 
@@ -12,9 +13,45 @@ use crate::DEFAULT_LISTEN;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the review screen. Anything but loopback will need TLS and a login.
+    /// Address of the health/metrics server (and, later, the review screen). Loopback only
+    /// unless `[http] allow_non_loopback` says otherwise.
     pub listen: String,
+    pub http: HttpConfig,
     pub ingest: IngestConfig,
+    pub storage: StorageConfig,
+    pub health: HealthConfig,
+    /// Which installed bundle to run, where and how.
+    pub model: crate::bundle_select::ModelConfig,
+}
+
+/// The HTTP server on `listen`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen on an address other than loopback. Off by default: until TLS and a login
+    /// exist (the review-screen work), the server must not be reachable from the network.
+    pub allow_non_loopback: bool,
+}
+
+/// Free space on the state directory, and what to do when it runs out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Ingestion pauses (health `paused`) while the state directory's file system has less
+    /// than this many MiB free, and resumes once it has more; files wait in capture/.
+    pub min_free_mb: u64,
+    /// First wait after the state directory was found full or a database write failed;
+    /// doubled at each further failure up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+/// When `/healthz` reports the pipeline as stalled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// With work queued, no job finishing for this many seconds makes the state `degraded`.
+    pub stall_after_s: u64,
 }
 
 /// Capture-folder and decoding settings.
@@ -39,11 +76,36 @@ pub struct IngestConfig {
     pub max_attempts: u32,
     /// DICOM modalities accepted (projection radiography).
     pub dicom_modalities: Vec<String>,
+    /// Backpressure: a scan queues new files only while fewer than this many jobs wait, so
+    /// a flood of arrivals stays in capture/ (on disk), not in the queue or in memory.
+    pub max_pending_jobs: u64,
+    /// Most capture-folder entries tracked at once (for the completeness check); entries
+    /// beyond it are looked at once earlier ones have left the folder.
+    pub max_tracked_files: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { listen: DEFAULT_LISTEN.to_string(), ingest: IngestConfig::default() }
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            storage: StorageConfig::default(),
+            health: HealthConfig::default(),
+            model: crate::bundle_select::ModelConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { min_free_mb: 256, retry_initial_ms: 1_000, retry_max_ms: 60_000 }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { stall_after_s: 300 }
     }
 }
 
@@ -58,6 +120,8 @@ impl Default for IngestConfig {
             max_decode_bytes: 1 << 30,
             max_attempts: 3,
             dicom_modalities: ["CR", "DX", "DR", "RG"].map(String::from).to_vec(),
+            max_pending_jobs: 64,
+            max_tracked_files: 10_000,
         }
     }
 }

@@ -12,7 +12,9 @@
 //! - [`bundle_select`] and [`backend_libtorch`]: the installed model bundle and the libtorch
 //!   analyzer that runs it;
 //! - [`db`]: the SQLite log (schema, migrations, audit hash chain, status counts);
-//! - [`worker`]: the loop that ties them together.
+//! - [`worker`]: the loop that ties them together, pausing when [`space`] runs short;
+//! - [`telemetry`]: health and metrics, served by [`http`] (`/healthz`, `/metrics`) and
+//!   reported to systemd by [`systemd`]; [`signals`] turns SIGTERM/SIGINT into a clean stop.
 
 pub mod analyzer;
 pub mod backend_libtorch;
@@ -20,16 +22,22 @@ pub mod bundle_select;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod ingest;
 pub mod queue;
+pub mod signals;
+pub mod space;
 pub mod state_dir;
+pub mod systemd;
+pub mod telemetry;
 pub mod worker;
 
 use std::path::PathBuf;
 
 /// Default state directory when none is given (systemd's StateDirectory=fractured).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fractured";
-/// The review screen listens on loopback only unless configured otherwise.
+/// The HTTP server (health, metrics, later the review screen) listens on loopback only
+/// unless configured otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
 /// Flags shared by `fractured` and `fracturectl`.

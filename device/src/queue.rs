@@ -383,8 +383,9 @@ pub fn requeue_running(db: &mut Db, max_attempts: u32) -> Result<Requeued, Queue
     for (job_id, attempts, sha256, source) in running {
         if attempts >= i64::from(max_attempts) {
             let reason = format!(
-                "processing was interrupted {attempts} times (the daemon stopped while this \
-                 file was being processed); not retried"
+                "processing was interrupted {attempts} times (the daemon stopped, or hit an \
+                 error it could not recover from, while this file was being processed); not \
+                 retried"
             );
             finish_job(&tx, job_id, "quarantined", Some(&reason), &now)?;
             insert_error(&tx, Some(job_id), Some(Path::new(&source)), "requeue", &reason)?;
@@ -408,6 +409,18 @@ pub fn requeue_running(db: &mut Db, max_attempts: u32) -> Result<Requeued, Queue
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// Puts jobs left running by this very process back in the queue without counting the
+/// attempt: what the worker does after a write failed because the state directory was full
+/// (not the file's fault). Only for a single worker: every running job is its own.
+pub fn release_running(db: &mut Db) -> Result<u64, QueueError> {
+    let n = db.conn().execute(
+        "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0), updated_at = ?1
+         WHERE state = 'running'",
+        params![now_rfc3339()],
+    )?;
+    Ok(n as u64)
 }
 
 /// Where the job's source file went (archive/ or quarantine/), once moved.

@@ -6,9 +6,22 @@
 //! - killed before commit: the job is still `running`; [`Worker::start`] requeues it;
 //! - killed after commit, before the move: the file is still in `capture/`; the next scan
 //!   hashes it, the queue says `done`, and it is archived without a second result.
+//!
+//! In daemon mode ([`Worker::run`]) nothing stops the loop but the stop flag:
+//! - the state directory's free space is checked before every scan and every job; below the
+//!   minimum, ingestion **pauses** (health `paused`, files wait in capture/) and resumes by
+//!   itself once there is room;
+//! - a database write that fails because the disk is full pauses the same way; any other
+//!   error marks the daemon `degraded`; both are retried with exponential backoff, and the
+//!   job that was interrupted goes back to the queue;
+//! - **backpressure**: a scan queues new files only while fewer than `max_pending_jobs` wait.
+//!
+//! Health, counters and stage timings go to a shared [`Telemetry`] for `/healthz`,
+//! `/metrics` and systemd.
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,10 +39,15 @@ use crate::ingest::disposal::Disposal;
 use crate::ingest::folder::{CaptureFolder, Entry, FolderRules};
 use crate::ingest::watch::{FolderWatch, WatchEvent};
 use crate::queue::{self, ClaimedJob, DecodedFacts, Enqueued, JobResult, JobState, QueueError};
+use crate::space::{Space, SpaceGuard, SpaceProbe, Statvfs};
 use crate::state_dir::StateDir;
+use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Totals;
 
 /// Who the worker is in the audit log.
 const ACTOR: &str = "fractured";
+/// The longest the loop sleeps without looking at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -39,6 +57,45 @@ pub enum WorkerError {
     Queue(#[from] QueueError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("ingestion paused: {0}")]
+    LowSpace(String),
+}
+
+impl WorkerError {
+    /// Whether the error says the state directory cannot take more writes (disk or quota
+    /// full, read-only, I/O failure): a reason to pause, not to give up.
+    pub fn is_storage(&self) -> bool {
+        let sqlite = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::CannotOpen
+                )
+            )
+        };
+        let io = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        };
+        match self {
+            Self::Db(DbError::Sqlite(e)) | Self::Queue(QueueError::Db(DbError::Sqlite(e))) => {
+                sqlite(e)
+            }
+            Self::Db(DbError::Migration(rusqlite_migration::Error::RusqliteError {
+                err, ..
+            })) => sqlite(err),
+            Self::Io { source, .. } => io(source),
+            Self::LowSpace(_) => true,
+            _ => false,
+        }
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorkerError {
@@ -65,6 +122,68 @@ pub struct Stats {
     pub requeued: u64,
 }
 
+impl From<&Stats> for Totals {
+    fn from(s: &Stats) -> Self {
+        Self {
+            enqueued: s.enqueued,
+            processed: s.processed,
+            archived: s.archived,
+            duplicates: s.duplicates,
+            quarantined: s.quarantined,
+            failed: s.failed,
+            requeued: s.requeued,
+        }
+    }
+}
+
+/// What one scan did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanSummary {
+    /// Entries seen but not complete yet.
+    pub pending: usize,
+    /// Entries offered (queued, recognised or rejected).
+    pub offered: usize,
+    /// Complete entries held back by backpressure.
+    pub waiting: usize,
+    /// Entries not looked at yet (the tracking limit was reached).
+    pub untracked: usize,
+}
+
+/// What went wrong last time round the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// The state directory was full or refused writes.
+    Storage,
+    /// Anything else.
+    Other,
+}
+
+/// Exponential backoff between retries.
+#[derive(Debug, Clone)]
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        let initial = initial.max(Duration::from_millis(1));
+        Self { initial, max: max.max(initial), next: initial }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+
+    /// The wait before the next try (and doubles the one after).
+    fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.max);
+        now
+    }
+}
+
 /// Owns the database, the folder state and the analyzer.
 pub struct Worker<A: Analyzer> {
     state: StateDir,
@@ -76,12 +195,26 @@ pub struct Worker<A: Analyzer> {
     decode: DecodeOptions,
     stats: Stats,
     last_scan: Option<Instant>,
+    telemetry: Arc<Telemetry>,
+    space: SpaceGuard,
 }
 
 /// Processes everything in the capture folder with no model (every image `not_analysed`)
 /// and returns: what `fractured --once` does without a bundle.
 pub fn ingest_once(state_root: &Path, config: Config) -> Result<Stats, WorkerError> {
     Worker::open(state_root, config, NoModel)?.run_once()
+}
+
+/// Sleeps for `d`, or less if `stop` is set meanwhile.
+fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(STOP_CHECK));
+    }
 }
 
 impl<A: Analyzer> Worker<A> {
@@ -92,8 +225,11 @@ impl<A: Analyzer> Worker<A> {
         let rules = FolderRules {
             stable: Duration::from_millis(config.ingest.stable_ms),
             max_file_bytes: config.ingest.max_file_bytes,
+            max_tracked: config.ingest.max_tracked_files.max(1),
         };
         let folder = CaptureFolder::new(&state.capture, rules).map_err(io_err("capture folder"))?;
+        let telemetry = Arc::new(Telemetry::new(Duration::from_secs(config.health.stall_after_s)));
+        let space = SpaceGuard::new(&state.root, config.storage.min_free_mb, Box::new(Statvfs));
         Ok(Self {
             disposal: Disposal::new(&state),
             decode: DecodeOptions::from_config(&config.ingest),
@@ -104,7 +240,26 @@ impl<A: Analyzer> Worker<A> {
             folder,
             stats: Stats::default(),
             last_scan: None,
+            telemetry,
+            space,
         })
+    }
+
+    /// Reports health and metrics to `telemetry` (shared with the HTTP server and systemd)
+    /// instead of a private one.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Measures free space with `probe` instead of `statvfs` (tests).
+    pub fn with_space_probe(mut self, probe: Box<dyn SpaceProbe>) -> Self {
+        self.space.set_probe(probe);
+        self
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     pub fn db(&self) -> &Db {
@@ -119,7 +274,8 @@ impl<A: Analyzer> Worker<A> {
         &self.stats
     }
 
-    /// Start-up: logs the start, requeues interrupted jobs, quarantines poisoned ones.
+    /// Start-up: logs the start, requeues interrupted jobs, quarantines poisoned ones; the
+    /// daemon is ready after this (health `ready`, systemd READY=1).
     pub fn start(&mut self, mode: &str) -> Result<(), WorkerError> {
         let model = self.analyzer.model().cloned();
         if model.is_none() {
@@ -134,10 +290,19 @@ impl<A: Analyzer> Worker<A> {
                 detail: json!({ "mode": mode, "model": model }),
             },
         )?;
+        self.requeue()?;
+        self.telemetry.health.set_ready(model);
+        self.publish()?;
+        self.telemetry.health.progress();
+        Ok(())
+    }
+
+    /// Jobs left running go back to the queue (those interrupted too often to quarantine).
+    fn requeue(&mut self) -> Result<(), WorkerError> {
         let requeued = queue::requeue_running(&mut self.db, self.config.ingest.max_attempts)?;
         self.stats.requeued += requeued.requeued.len() as u64;
         if !requeued.requeued.is_empty() {
-            info!(jobs = requeued.requeued.len(), "requeued work interrupted by the last stop");
+            info!(jobs = requeued.requeued.len(), "requeued interrupted work");
         }
         for (job_id, source, reason) in requeued.poisoned {
             warn!(job_id, %reason, "quarantined");
@@ -147,80 +312,288 @@ impl<A: Analyzer> Worker<A> {
         Ok(())
     }
 
+    /// Queue depth and totals to the telemetry.
+    fn publish(&mut self) -> Result<u64, WorkerError> {
+        let depth = queue::depth(&self.db)?;
+        self.telemetry.health.set_queue_depth(depth);
+        self.telemetry.metrics.set_totals(Totals::from(&self.stats));
+        Ok(depth)
+    }
+
+    /// Free space against the configured minimum (also recorded for `/healthz`).
+    fn space_ok(&self) -> Result<(), String> {
+        match self.space.check() {
+            Space::Enough { free } => {
+                self.telemetry.health.set_free_bytes(free);
+                Ok(())
+            }
+            Space::Low { free, reason } => {
+                self.telemetry.health.set_free_bytes(free);
+                Err(reason)
+            }
+        }
+    }
+
     /// `--once`: start, then scan and process until the folder holds nothing pending and the
-    /// queue is empty.
+    /// queue is empty. A state directory short of space is an error here (nothing waits).
     pub fn run_once(mut self) -> Result<Stats, WorkerError> {
+        self.space_ok().map_err(WorkerError::LowSpace)?;
         self.start("once")?;
         let poll = Duration::from_millis((self.config.ingest.stable_ms / 4).clamp(10, 250));
         loop {
-            let (pending, offered) = self.scan()?;
+            self.space_ok().map_err(WorkerError::LowSpace)?;
+            let scan = self.scan()?;
             self.drain(None)?;
-            if pending == 0 && offered == 0 && queue::depth(&self.db)? == 0 {
+            if scan.pending == 0
+                && scan.offered == 0
+                && scan.waiting == 0
+                && scan.untracked == 0
+                && queue::depth(&self.db)? == 0
+            {
                 break;
             }
-            if offered == 0 {
+            if scan.offered == 0 && scan.waiting == 0 {
                 std::thread::sleep(poll);
             }
         }
         Ok(self.stats)
     }
 
-    /// The daemon: runs until `stop` is set, reacting to file-system events and rescanning
-    /// every `rescan_ms`.
+    /// The daemon: starts, then runs until `stop` is set, reacting to file-system events
+    /// and rescanning every `rescan_ms`; pauses and retries instead of failing (see the
+    /// module docs). Returns after the job in hand is finished once `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), WorkerError> {
-        self.start("daemon")?;
-        let watch = match FolderWatch::start(&self.state.capture) {
+        let storage = &self.config.storage;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(storage.retry_initial_ms),
+            Duration::from_millis(storage.retry_max_ms),
+        );
+        // Start-up writes to the database too: a full disk waits here, anything else is fatal.
+        let mut trouble = None;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let result = match self.space_ok() {
+                Ok(()) => self.start("daemon"),
+                Err(reason) => Err(WorkerError::LowSpace(reason)),
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_storage() => {
+                    trouble = Some(Trouble::Storage);
+                    let wait = backoff.step();
+                    self.pause_for(&e, wait);
+                    sleep_unless_stopped(stop, wait);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        backoff.reset();
+        let start_watch = |dir: &Path| match FolderWatch::start(dir) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(error = %e, "no file-system events; relying on the periodic rescan");
                 None
             }
         };
+        let mut watch = start_watch(&self.state.capture);
         let rescan = Duration::from_millis(self.config.ingest.rescan_ms.max(10));
+        let poll = Duration::from_millis((self.config.ingest.stable_ms / 4).clamp(10, 250));
         while !stop.load(Ordering::Relaxed) {
-            let (pending, _) = self.scan()?;
-            self.drain(Some(stop))?;
-            let wait = if pending > 0 {
-                Duration::from_millis((self.config.ingest.stable_ms / 4).clamp(10, 250)).min(rescan)
-            } else {
-                rescan
-            };
-            match &watch {
-                Some(w) => {
-                    for event in w.wait(wait) {
-                        if let WatchEvent::RenamedIn(path) = event {
-                            self.folder.note_renamed_in(path);
+            match self.step(stop, trouble) {
+                Ok(scan) => {
+                    if let Some(was) = trouble.take() {
+                        backoff.reset();
+                        self.resumed();
+                        if was == Trouble::Other {
+                            // The folder may have been replaced meanwhile: watch it afresh.
+                            watch = start_watch(&self.state.capture);
                         }
                     }
+                    if scan.waiting > 0 {
+                        continue; // backpressure: the queue has room again
+                    }
+                    let busy = scan.pending > 0 || scan.untracked > 0;
+                    let wait = if busy { poll.min(rescan) } else { rescan };
+                    self.wait_for_events(watch.as_ref(), wait, stop, true);
                 }
-                None => std::thread::sleep(wait),
+                Err(e) => {
+                    trouble = Some(if e.is_storage() { Trouble::Storage } else { Trouble::Other });
+                    let wait = backoff.step();
+                    self.pause_for(&e, wait);
+                    self.wait_for_events(watch.as_ref(), wait, stop, false);
+                }
             }
+        }
+        info!("stop requested; the job in hand is finished");
+        if let Err(e) = audit::append_now(
+            &mut self.db,
+            &AuditEntry {
+                actor: ACTOR,
+                action: "daemon.stop",
+                subject: env!("CARGO_PKG_VERSION"),
+                detail: json!({ "stats": self.stats }),
+            },
+        ) {
+            warn!(error = %e, "could not log the stop");
         }
         Ok(())
     }
 
-    /// One scan: complete files are hashed and queued, rejected entries quarantined.
-    /// Returns (entries still pending, entries offered).
-    pub fn scan(&mut self) -> Result<(usize, usize), WorkerError> {
-        self.last_scan = Some(Instant::now());
-        let scan = self.folder.scan().map_err(io_err("scanning the capture folder"))?;
-        let offered = scan.entries.len();
-        for entry in scan.entries {
-            match entry {
-                Entry::Rejected { path, name, reason } => {
-                    self.reject_file(&path, &name, &reason)?
+    /// Waits `wait` (less once `stop` is set), noting files renamed into the folder; with
+    /// `wake_early`, the first file-system event ends the wait.
+    fn wait_for_events(
+        &mut self,
+        watch: Option<&FolderWatch>,
+        wait: Duration,
+        stop: &AtomicBool,
+        wake_early: bool,
+    ) {
+        let until = Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let Some(w) = watch else {
+                std::thread::sleep(left.min(STOP_CHECK));
+                continue;
+            };
+            let events = w.wait(left.min(STOP_CHECK));
+            let woke = !events.is_empty();
+            for event in events {
+                if let WatchEvent::RenamedIn(path) = event {
+                    self.folder.note_renamed_in(path);
                 }
-                Entry::Ready { path, name, size } => self.admit(&path, &name, size)?,
+            }
+            if woke && wake_early {
+                return;
             }
         }
-        Ok((scan.pending, offered))
     }
 
-    /// Processes queued jobs until none is left (rescanning on the way when a rescan is due).
+    /// One round of the daemon loop: space check, (after trouble) the interrupted job back
+    /// in the queue, a scan, then jobs until the queue is empty, space runs low or `stop`.
+    ///
+    /// After a storage failure the job goes back uncounted (the disk was full, not the file
+    /// at fault); after any other failure the attempt counts, so a job that keeps failing
+    /// is quarantined after `max_attempts` instead of blocking the queue.
+    fn step(
+        &mut self,
+        stop: &AtomicBool,
+        after: Option<Trouble>,
+    ) -> Result<ScanSummary, WorkerError> {
+        self.space_ok().map_err(WorkerError::LowSpace)?;
+        match after {
+            Some(Trouble::Storage) => {
+                let released = queue::release_running(&mut self.db)?;
+                if released > 0 {
+                    info!(jobs = released, "interrupted job(s) back in the queue");
+                }
+            }
+            Some(Trouble::Other) => self.requeue()?,
+            None => {}
+        }
+        let scan = self.scan()?;
+        self.drain(Some(stop))?;
+        let depth = self.publish()?;
+        if depth == 0 {
+            // Idle and the scan loop is running: that is progress too (for the watchdog).
+            self.telemetry.health.progress();
+        }
+        Ok(scan)
+    }
+
+    /// Health and logs for an error of the loop, retried after `wait`.
+    fn pause_for(&self, e: &WorkerError, wait: Duration) {
+        self.telemetry.metrics.count_error();
+        let retry = format!("retrying in {:.1} s", wait.as_secs_f64());
+        match e {
+            WorkerError::LowSpace(reason) => {
+                warn!(%reason, "ingestion paused; {retry}");
+                self.telemetry.health.set_paused(reason.clone());
+            }
+            e if e.is_storage() => {
+                let reason = format!("cannot write to the state directory ({e}); {retry}");
+                warn!(%reason, "ingestion paused");
+                self.telemetry.health.set_paused(reason);
+            }
+            e => {
+                let reason = format!("{e}; {retry}");
+                warn!(%reason, "degraded");
+                self.telemetry.health.set_degraded(reason);
+            }
+        }
+    }
+
+    /// Back to normal after a pause or error: logged and audited.
+    fn resumed(&mut self) {
+        let Some(after) = self.telemetry.health.set_running() else { return };
+        info!(%after, "ingestion resumed");
+        if let Err(e) = audit::append_now(
+            &mut self.db,
+            &AuditEntry {
+                actor: ACTOR,
+                action: "ingest.resumed",
+                subject: env!("CARGO_PKG_VERSION"),
+                detail: json!({ "after": after }),
+            },
+        ) {
+            warn!(error = %e, "could not log the resume");
+        }
+    }
+
+    /// One scan: complete files are hashed and queued (while fewer than `max_pending_jobs`
+    /// wait), rejected entries quarantined.
+    pub fn scan(&mut self) -> Result<ScanSummary, WorkerError> {
+        self.last_scan = Some(Instant::now());
+        let depth = queue::depth(&self.db)?;
+        let room = self.config.ingest.max_pending_jobs.max(1).saturating_sub(depth);
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let scan = self.folder.scan(room).map_err(io_err("scanning the capture folder"))?;
+        let offered = scan.entries.len();
+        let mut entries = scan.entries.into_iter();
+        while let Some(entry) = entries.next() {
+            let (path, result) = match entry {
+                Entry::Rejected { path, name, reason } => {
+                    let r = self.reject_file(&path, &name, &reason);
+                    (path, r)
+                }
+                Entry::Ready { path, name, size } => {
+                    let r = self.admit(&path, &name, size);
+                    (path, r)
+                }
+            };
+            if let Err(e) = result {
+                // Nothing offered and not acted on may be forgotten: the next scan offers
+                // this entry and the rest again.
+                self.folder.offer_again(&path);
+                for rest in entries {
+                    let (Entry::Rejected { path, .. } | Entry::Ready { path, .. }) = rest;
+                    self.folder.offer_again(&path);
+                }
+                return Err(e);
+            }
+        }
+        self.publish()?;
+        Ok(ScanSummary {
+            pending: scan.pending,
+            offered,
+            waiting: scan.waiting,
+            untracked: scan.untracked,
+        })
+    }
+
+    /// Processes queued jobs until none is left (rescanning on the way when a rescan is due),
+    /// `stop` is set, or the state directory runs short of space.
     pub fn drain(&mut self, stop: Option<&AtomicBool>) -> Result<(), WorkerError> {
         let rescan = Duration::from_millis(self.config.ingest.rescan_ms.max(10));
-        while self.process_next()? {
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        loop {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) || self.space_ok().is_err() {
+                break;
+            }
+            if !self.process_next()? {
                 break;
             }
             if self.last_scan.is_none_or(|t| t.elapsed() >= rescan) {
@@ -252,6 +625,7 @@ impl<A: Analyzer> Worker<A> {
         match outcome {
             Enqueued::New { job_id } | Enqueued::Retried { job_id } => {
                 self.stats.enqueued += 1;
+                self.telemetry.health.progress();
                 info!(job_id, file = name, "queued");
             }
             Enqueued::Known { job_id, state, source_path, error } => {
@@ -269,6 +643,8 @@ impl<A: Analyzer> Worker<A> {
                             state.as_str(),
                             error.unwrap_or_default()
                         );
+                        warn!(file = name, %reason, "quarantined");
+                        self.db.record_error(Some(job_id), Some(path), "scan", &reason)?;
                         self.stats.quarantined += 1;
                         self.dispose(job_id, path, Some(&reason));
                     }
@@ -285,6 +661,15 @@ impl<A: Analyzer> Worker<A> {
 
     /// Claims and processes one job; false when the queue is empty.
     pub fn process_next(&mut self) -> Result<bool, WorkerError> {
+        let worked = self.process_one()?;
+        if worked {
+            self.telemetry.health.progress();
+            self.publish()?;
+        }
+        Ok(worked)
+    }
+
+    fn process_one(&mut self) -> Result<bool, WorkerError> {
         let Some(job) = queue::claim_next(&mut self.db)? else {
             return Ok(false);
         };
@@ -348,6 +733,7 @@ impl<A: Analyzer> Worker<A> {
         };
         let run_id = queue::complete(&mut self.db, &job, &result)?;
         self.stats.processed += 1;
+        self.telemetry.metrics.observe(&result.analysis.timings);
         info!(
             job_id = job.job_id,
             run_id,

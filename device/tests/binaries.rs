@@ -95,7 +95,7 @@ fn sigkill_at_any_moment_loses_nothing_and_doubles_nothing() {
     let db_file = state.root.join("fractured.sqlite3");
     for delay_ms in [40_u64, 300, 700, 400, 10, 900] {
         let mut child = Command::new(FRACTURED)
-            .args(["--state-dir", &root, "--config", &config])
+            .args(["--state-dir", &root, "--config", &config, "--listen", "127.0.0.1:0"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn daemon");

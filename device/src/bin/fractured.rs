@@ -1,15 +1,20 @@
 //! `fractured`: the device daemon (ingest → queue → decode → analyze → log). A thin shell over
-//! [`fracture_device::worker`]: flags, configuration, logging.
+//! [`fracture_device::worker`]: flags, configuration, logging, and the services around the
+//! loop — signals, the HTTP server (`/healthz`, `/metrics`), systemd notification.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Parser;
 use fracture_device::StateDirArg;
-use fracture_device::analyzer::NoModel;
+use fracture_device::analyzer::Analyzer;
+use fracture_device::bundle_select::load_analyzer;
 use fracture_device::config::Config;
+use fracture_device::http::HttpServer;
+use fracture_device::signals;
+use fracture_device::state_dir::StateDir;
+use fracture_device::systemd::Notifier;
 use fracture_device::worker::Worker;
 
 /// Bone-fracture detection daemon: watches a capture folder, runs the detector, logs every
@@ -22,7 +27,8 @@ struct Args {
     /// TOML configuration file (every key optional; see --print-config).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address of the review screen (default 127.0.0.1:8470, loopback only).
+    /// Address of the HTTP server: /healthz, /metrics, later the review screen (default
+    /// 127.0.0.1:8470; loopback only unless the config sets [http] allow_non_loopback).
     #[arg(long)]
     listen: Option<String>,
     /// Print the effective configuration as TOML and exit.
@@ -34,6 +40,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before libtorch starts its threads: subnormal floats would slow inference many times.
+    fracture_models::denormals::flush_denormals();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -52,23 +60,51 @@ fn main() -> anyhow::Result<()> {
         .with_target(false)
         .init();
 
-    // No bundle loading yet: inference plugs in through the Analyzer trait.
     let state_dir = &args.state.state_dir;
-    let mut worker = Worker::open(state_dir, config.clone(), NoModel)
-        .with_context(|| format!("opening state directory {}", state_dir.display()))?;
+    let open = || {
+        let dirs = StateDir::create(state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        // The installed bundle, or none: without a usable model every image is still
+        // ingested and logged, as not analysed.
+        let (analyzer, why_not) = load_analyzer(&dirs.bundles, &config.model);
+        match (analyzer.model(), why_not) {
+            (Some(m), _) => tracing::info!(
+                bundle = %m.bundle_id, sha256 = %m.bundle_sha256, backend = %m.backend,
+                precision = %m.precision, "model loaded"
+            ),
+            (None, Some(why)) => tracing::warn!("{why}: images are logged as not analysed"),
+            (None, None) => tracing::warn!("no model: images are logged as not analysed"),
+        }
+        Worker::open(state_dir, config.clone(), analyzer)
+            .with_context(|| format!("opening state directory {}", state_dir.display()))
+    };
     if args.once {
-        let stats = worker.run_once()?;
+        let stats = open()?.run_once()?;
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(());
     }
+    // Daemon mode. From here on SIGTERM/SIGINT only set the stop flag: a stop that arrives
+    // during start-up (database checks, model loading) ends the daemon cleanly right after.
+    let stop = signals::stop_flag().context("installing signal handlers")?;
+    let mut worker = open()?;
+    // The HTTP socket before the loop, so a taken port or a refused address fails the
+    // start-up at once.
+    let telemetry = worker.telemetry().clone();
+    let http =
+        HttpServer::start(&config.listen, config.http.allow_non_loopback, telemetry.clone())?;
     tracing::info!(
         state_dir = %state_dir.display(),
-        listen = %config.listen,
-        "fractured running (review screen not in this build yet)"
+        listen = %http.local_addr(),
+        "fractured running"
     );
-    // Killing the process at any instant is safe (see the worker's docs), so no signal
-    // handler is needed for correctness; a clean stop flag is kept for the future.
-    let stop = AtomicBool::new(false);
-    worker.run(&stop)?;
+    let notifier = Notifier::spawn(telemetry.clone(), stop.clone());
+    let result = worker.run(&stop);
+    if let Some(n) = notifier {
+        n.finish();
+    }
+    http.shutdown();
+    result?;
+    let totals = telemetry.metrics.totals();
+    tracing::info!(processed = totals.processed, quarantined = totals.quarantined, "stopped");
     Ok(())
 }

@@ -7,7 +7,7 @@ use fracture_models::pixels::{DecodeLimits, GrayF32, PixelError, decode_gray_wit
 use serde_json::json;
 
 use super::dicom::{DicomError, decode_dicom};
-use super::format::{ImageFormat, sniff};
+use super::format::{ImageFormat, sniff, sniff_unsupported};
 
 /// Limits and policy for decoding.
 #[derive(Debug, Clone)]
@@ -53,15 +53,29 @@ pub enum DecodeError {
          (whatever its name says)"
     )]
     Unrecognised,
+    #[error(
+        "unsupported format: the content is {0}; radiographs are accepted as PNG, JPEG, TIFF or \
+         DICOM (whatever the file's name says)"
+    )]
+    Unsupported(&'static str),
     #[error("{format}: {source}")]
     Image { format: &'static str, source: PixelError },
+    #[error(
+        "{format}: decoding needs more than the {limit_mib} MiB allowed per image \
+         (ingest.max_decode_bytes); refused as a possible decompression bomb"
+    )]
+    OverAllocLimit { format: &'static str, limit_mib: u64 },
     #[error("DICOM: {0}")]
     Dicom(#[from] DicomError),
 }
 
 /// Decodes by content.
 pub fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeError> {
-    let format = sniff(bytes).ok_or(DecodeError::Unrecognised)?;
+    let format = match (sniff(bytes), sniff_unsupported(bytes)) {
+        (Some(format), _) => format,
+        (None, Some(other)) => return Err(DecodeError::Unsupported(other)),
+        (None, None) => return Err(DecodeError::Unrecognised),
+    };
     match format {
         ImageFormat::Dicom => {
             let (image, info) = decode_dicom(bytes, &options.limits, &options.dicom_modalities)?;
@@ -69,8 +83,16 @@ pub fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeEr
             Ok(Decoded { image, format, acquisition })
         }
         ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff => {
-            let image = decode_gray_with(bytes, options.limits)
-                .map_err(|source| DecodeError::Image { format: format.as_str(), source })?;
+            let image = decode_gray_with(bytes, options.limits).map_err(|source| match source {
+                // The codec's words for its allocation limit (image::error::LimitError).
+                PixelError::Decode(m) if m.contains("Memory limit exceeded") => {
+                    DecodeError::OverAllocLimit {
+                        format: format.as_str(),
+                        limit_mib: options.limits.max_alloc >> 20,
+                    }
+                }
+                source => DecodeError::Image { format: format.as_str(), source },
+            })?;
             let acquisition = json!({ "format": format.as_str(), "bit_depth": image.bit_depth });
             Ok(Decoded { image, format, acquisition })
         }

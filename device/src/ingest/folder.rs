@@ -12,6 +12,11 @@
 //!
 //! Other subdirectories are ignored. State lives in memory only: after a restart every file
 //! is offered again, and the queue (keyed by content) recognises what it has seen.
+//!
+//! Memory stays bounded whatever arrives: at most `max_tracked` entries are tracked (others
+//! wait on disk until earlier ones have left the folder), and a scan offers at most the
+//! number of entries its caller asks for — the oldest complete ones first; the rest stay
+//! complete and are offered by a later scan without waiting again (backpressure).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +34,8 @@ pub struct FolderRules {
     pub stable: Duration,
     /// Largest file accepted.
     pub max_file_bytes: u64,
+    /// Most entries tracked at once.
+    pub max_tracked: usize,
 }
 
 /// A complete entry, offered once.
@@ -46,6 +53,10 @@ pub struct Scan {
     pub pending: usize,
     /// The soonest a pending entry can become complete.
     pub next_due: Option<Duration>,
+    /// Complete entries held back because the scan's offer limit was reached.
+    pub waiting: usize,
+    /// Entries not looked at because `max_tracked` entries are tracked already.
+    pub untracked: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +70,8 @@ struct Signature {
 struct Seen {
     signature: Signature,
     since: Instant,
+    /// Known complete (renamed in, or stable); stays so until the signature changes.
+    complete: bool,
     offered: bool,
 }
 
@@ -97,16 +110,28 @@ impl CaptureFolder {
         }
     }
 
+    /// Offer `path` again on the next scan, without waiting for it to be complete again
+    /// (its offer could not be acted on, e.g. the database refused the write).
+    pub fn offer_again(&mut self, path: &Path) {
+        if let Some(seen) = self.seen.get_mut(path) {
+            seen.offered = false;
+        }
+    }
+
     /// Offer `path` again on the next scan once complete (e.g. its content changed).
     pub fn reoffer(&mut self, path: &Path) {
         self.seen.remove(path);
     }
 
-    /// Lists the folder and returns the entries that became complete since the last scan.
-    pub fn scan(&mut self) -> std::io::Result<Scan> {
+    /// Lists the folder and returns up to `max_offers` entries that became complete since
+    /// they were last offered, oldest first.
+    pub fn scan(&mut self, max_offers: usize) -> std::io::Result<Scan> {
         let now = Instant::now();
         let mut out = Scan::default();
         let mut present = HashSet::new();
+        let mut candidates: Vec<(Instant, PathBuf, String, std::fs::Metadata)> = Vec::new();
+        // Entries gone since the last scan free their tracking slots first.
+        self.seen.retain(|p, _| std::fs::symlink_metadata(p).is_ok());
         for dirent in std::fs::read_dir(&self.dir)? {
             let Ok(dirent) = dirent else { continue };
             let name = dirent.file_name().to_string_lossy().into_owned();
@@ -116,6 +141,10 @@ impl CaptureFolder {
             let path = self.dir.join(dirent.file_name());
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
             if meta.is_dir() && !looks_like_image(&name) {
+                continue;
+            }
+            if !self.seen.contains_key(&path) && self.seen.len() >= self.rules.max_tracked {
+                out.untracked += 1;
                 continue;
             }
             present.insert(path.clone());
@@ -134,26 +163,38 @@ impl CaptureFolder {
             let seen = self.seen.entry(path.clone()).or_insert(Seen {
                 signature,
                 since: now,
+                complete: false,
                 offered: false,
             });
             if seen.signature != signature {
-                *seen = Seen { signature, since: now, offered: false };
+                *seen = Seen { signature, since: now, complete: false, offered: false };
             }
             if seen.offered {
                 continue;
             }
             let waited = now.duration_since(seen.since);
-            if !(renamed || waited >= self.rules.stable) {
+            seen.complete |= renamed || waited >= self.rules.stable;
+            if !seen.complete {
                 out.pending += 1;
                 let due = self.rules.stable - waited;
                 out.next_due = Some(out.next_due.map_or(due, |d| d.min(due)));
                 continue;
             }
-            seen.offered = true;
-            out.entries.push(classify(&path, name, &meta, &self.canonical, &self.rules));
+            candidates.push((seen.since, path, name, meta));
         }
         self.seen.retain(|p, _| present.contains(p));
         self.renamed_in.retain(|p| present.contains(p));
+        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (i, (_, path, name, meta)) in candidates.into_iter().enumerate() {
+            if i >= max_offers {
+                out.waiting += 1;
+                continue;
+            }
+            if let Some(seen) = self.seen.get_mut(&path) {
+                seen.offered = true;
+            }
+            out.entries.push(classify(&path, name, &meta, &self.canonical, &self.rules));
+        }
         Ok(out)
     }
 }
@@ -232,22 +273,59 @@ mod tests {
     #[test]
     fn offered_once_after_stable_and_again_after_change() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let rules = FolderRules { stable: Duration::from_millis(150), max_file_bytes: 1 << 20 };
+        let rules = FolderRules {
+            stable: Duration::from_millis(150),
+            max_file_bytes: 1 << 20,
+            max_tracked: 100,
+        };
         let mut folder = CaptureFolder::new(tmp.path(), rules).expect("folder");
         let file = tmp.path().join("a.png");
         std::fs::write(&file, b"abc").expect("write");
-        let first = folder.scan().expect("scan");
+        let first = folder.scan(usize::MAX).expect("scan");
         assert!(first.entries.is_empty());
         assert_eq!(first.pending, 1);
         std::thread::sleep(Duration::from_millis(200));
-        let second = folder.scan().expect("scan");
+        let second = folder.scan(usize::MAX).expect("scan");
         assert_eq!(second.entries.len(), 1);
-        assert!(folder.scan().expect("scan").entries.is_empty(), "offered once");
+        assert!(folder.scan(usize::MAX).expect("scan").entries.is_empty(), "offered once");
         std::fs::write(&file, b"abcdef").expect("rewrite");
-        assert_eq!(folder.scan().expect("scan").pending, 1, "changed: waits again");
+        assert_eq!(folder.scan(usize::MAX).expect("scan").pending, 1, "changed: waits again");
         folder.note_renamed_in(file.clone());
         // Reported as renamed in: complete at once, no waiting.
-        let third = folder.scan().expect("scan");
+        let third = folder.scan(usize::MAX).expect("scan");
         assert_eq!(third.entries.len(), 1);
+    }
+
+    #[test]
+    fn offers_are_limited_oldest_first_and_tracking_is_bounded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rules = FolderRules { stable: Duration::ZERO, max_file_bytes: 1 << 20, max_tracked: 4 };
+        let mut folder = CaptureFolder::new(tmp.path(), rules).expect("folder");
+        for i in 0..3 {
+            std::fs::write(tmp.path().join(format!("old{i}.png")), b"x").expect("write");
+        }
+        let first = folder.scan(0).expect("scan");
+        assert_eq!((first.entries.len(), first.waiting), (0, 3));
+        for i in 0..3 {
+            std::fs::write(tmp.path().join(format!("new{i}.png")), b"x").expect("write");
+        }
+        // Four tracked (three old, one new), two not looked at yet; the old ones first.
+        let second = folder.scan(2).expect("scan");
+        assert_eq!((second.waiting, second.untracked), (2, 2), "{second:?}");
+        let offered: Vec<String> = second
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Ready { name, .. } | Entry::Rejected { name, .. } => name.clone(),
+            })
+            .collect();
+        assert_eq!(offered, ["old0.png", "old1.png"]);
+        // Offered entries leave the folder; the others follow, still without waiting.
+        for name in &offered {
+            std::fs::remove_file(tmp.path().join(name)).expect("rm");
+        }
+        let third = folder.scan(usize::MAX).expect("scan");
+        assert_eq!(third.untracked, 0);
+        assert_eq!(third.entries.len() + third.pending, 4, "{third:?}");
     }
 }

@@ -2,6 +2,8 @@
 //! state directory with a fast configuration, and database look-ups.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -90,6 +92,43 @@ pub fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// A 16-bit grayscale PNG (what many detectors export).
+pub fn png16(seed: u16) -> Vec<u8> {
+    let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(40, 30, |x, y| {
+        Luma([(x as u16).wrapping_mul(1500).wrapping_add(y as u16 * 700).wrapping_add(seed)])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::Png).expect("encode");
+    out.into_inner()
+}
+
+/// A little-endian baseline TIFF whose IFD declares `w`x`h` 8-bit gray (no real strip).
+pub fn tiff_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&8_u32.to_le_bytes());
+    // (tag, type, count, value): SHORT = 3, LONG = 4
+    let entries: [(u16, u16, u32, u32); 8] = [
+        (256, 4, 1, w),   // ImageWidth
+        (257, 4, 1, h),   // ImageLength
+        (258, 3, 1, 8),   // BitsPerSample
+        (259, 3, 1, 1),   // Compression: none
+        (262, 3, 1, 1),   // PhotometricInterpretation: BlackIsZero
+        (273, 4, 1, 110), // StripOffsets
+        (278, 4, 1, h),   // RowsPerStrip
+        (279, 4, 1, 4),   // StripByteCounts
+    ];
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(&0_u32.to_le_bytes()); // no next IFD
+    out.extend_from_slice(&[0, 0, 0, 0]); // the "strip"
+    out
+}
+
 fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     let mut chunk = kind.to_vec();
@@ -127,6 +166,9 @@ pub struct DicomSpec {
     pub instance: &'static str,
     /// An 8-bit gray JPEG to encapsulate instead of native pixels (JPEG Baseline syntax).
     pub jpeg_baseline: Option<Vec<u8>>,
+    pub samples_per_pixel: u16,
+    /// Bits Allocated as written (default: 16, or 8 with `jpeg_baseline`).
+    pub bits_allocated: Option<u16>,
 }
 
 /// JPEG Baseline (Process 1).
@@ -148,6 +190,8 @@ impl Default for DicomSpec {
             transfer_syntax: EXPLICIT_LE,
             instance: "2.25.1001",
             jpeg_baseline: None,
+            samples_per_pixel: 1,
+            bits_allocated: None,
         }
     }
 }
@@ -172,9 +216,12 @@ pub fn dicom(spec: &DicomSpec) -> Vec<u8> {
         text(tags::PRESENTATION_INTENT_TYPE, VR::CS, "FOR PRESENTATION"),
         us(tags::ROWS, spec.rows),
         us(tags::COLUMNS, spec.cols),
-        us(tags::SAMPLES_PER_PIXEL, 1),
+        us(tags::SAMPLES_PER_PIXEL, spec.samples_per_pixel),
         text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, spec.photometric),
-        us(tags::BITS_ALLOCATED, if spec.jpeg_baseline.is_some() { 8 } else { 16 }),
+        us(
+            tags::BITS_ALLOCATED,
+            spec.bits_allocated.unwrap_or(if spec.jpeg_baseline.is_some() { 8 } else { 16 }),
+        ),
         us(tags::BITS_STORED, spec.bits_stored),
         us(tags::HIGH_BIT, spec.bits_stored - 1),
         us(tags::PIXEL_REPRESENTATION, 0),

@@ -1,0 +1,58 @@
+//! Which address the server may listen on. Loopback (127.0.0.0/8, ::1, `localhost`) is
+//! always allowed; anything else is refused unless the configuration sets
+//! `[http] allow_non_loopback = true`: the server has neither TLS nor a login yet, and the
+//! review screen it will carry shows radiographs.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "invalid listen address {listen:?}: {reason} (expected HOST:PORT, e.g. 127.0.0.1:8470)"
+    )]
+    Invalid { listen: String, reason: String },
+    #[error(
+        "refusing to listen on {addr} (from {listen:?}): not a loopback address. The HTTP \
+         server has no TLS or login yet, so it listens on 127.0.0.1 / ::1 only; set \
+         `allow_non_loopback = true` under [http] in the configuration to override (trusted \
+         networks only)"
+    )]
+    NotLoopback { listen: String, addr: SocketAddr },
+}
+
+/// The address to bind: the first `listen` resolves to, every one of them loopback unless
+/// `allow_non_loopback`.
+pub fn resolve(listen: &str, allow_non_loopback: bool) -> Result<SocketAddr, ListenError> {
+    let invalid = |reason: String| ListenError::Invalid { listen: listen.to_string(), reason };
+    let addrs: Vec<SocketAddr> = match listen.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => listen.to_socket_addrs().map_err(|e| invalid(e.to_string()))?.collect(),
+    };
+    let first = *addrs.first().ok_or_else(|| invalid("resolves to no address".into()))?;
+    if !allow_non_loopback && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(ListenError::NotLoopback { listen: listen.to_string(), addr: *addr });
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only_unless_allowed() {
+        for ok in ["127.0.0.1:8470", "[::1]:8470", "127.0.0.2:0", "localhost:8470"] {
+            let addr = resolve(ok, false).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(addr.ip().is_loopback());
+        }
+        for refused in ["0.0.0.0:8470", "[::]:8470", "192.168.1.10:8470"] {
+            let e = resolve(refused, false).expect_err(refused);
+            assert!(matches!(e, ListenError::NotLoopback { .. }), "{refused}: {e}");
+            assert!(e.to_string().contains("allow_non_loopback"), "{e}");
+            assert!(resolve(refused, true).is_ok(), "{refused} allowed by config");
+        }
+        for bad in ["", "8470", "127.0.0.1", "127.0.0.1:99999"] {
+            assert!(matches!(resolve(bad, false), Err(ListenError::Invalid { .. })), "{bad:?}");
+        }
+    }
+}
