@@ -278,8 +278,12 @@ impl YoloTrainer {
             state.ema_updates = ema.updates;
             let ema_tensors: Vec<(String, Tensor)> =
                 ema.tensors().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
-            let meta =
-                self.meta(&[("epoch", (epoch + 1).to_string()), ("fitness", format!("{fit:.5}"))]);
+            let meta = self.meta(&[
+                ("epoch", (epoch + 1).to_string()),
+                ("fitness", format!("{fit:.5}")),
+                ("mAP50", format!("{:.5}", summary.map50)),
+                ("mAP50-95", format!("{:.5}", summary.map50_95)),
+            ]);
             weights_file::save(&self.run.weights("last"), &ema_tensors, &meta)
                 .map_err(|e| TrainError::Weights(e.to_string()))?;
             if fit > state.best_fitness {
