@@ -8,8 +8,10 @@ use std::time::Instant;
 use anyhow::bail;
 use fracture_models::compute_device::parse_device;
 use fracture_models::detector::{Detector, Finding};
+use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
+use fracture_models::weights_file;
 use fracture_models::yolo::{ArchSpec, Precision, PredictOptions, Scale, YoloPredictor};
 use serde::Serialize;
 
@@ -17,10 +19,13 @@ use serde::Serialize;
 #[command(after_help = "Examples:\n  \
   fracture predict --weights runs/n/weights/best.safetensors scan1.png scan2.jpg\n  \
   fracture predict --weights runs/n/weights/best.safetensors --json --conf 0.1 images/*.png > boxes.json\n  \
-  fracture predict --weights yolo11s-ultralytics.safetensors --arch yolo11s --nc 80 photo.jpg")]
+  fracture predict --weights yolo11s-ultralytics.safetensors --arch yolo11s --nc 80 photo.jpg\n  \
+  fracture predict --weights runs/frcnn/weights/best.safetensors --proposals 300 scan1.png\n  \
+  fracture predict --weights frcnn-coco.safetensors --arch frcnn-r50-fpn-v2 --nc 90 photo.jpg")]
 pub struct PredictArgs {
-    /// Weights (safetensors). Files written by `fracture train` say their architecture; a
-    /// plain ultralytics state_dict also needs --arch and --nc.
+    /// Weights (safetensors). Files written by `fracture train` say their architecture (YOLO11
+    /// or Faster R-CNN); a plain ultralytics or torchvision state_dict also needs --arch and
+    /// --nc.
     #[arg(long)]
     pub weights: PathBuf,
     /// Images (PNG, JPEG, TIFF; 8 or 16 bit).
@@ -30,11 +35,12 @@ pub struct PredictArgs {
     /// scores and classes.
     #[arg(long)]
     pub json: bool,
-    /// Architecture of a plain state_dict (yolo11n|s|m|l|x); checked against the file's own
-    /// metadata when it has some.
+    /// Architecture of a plain state_dict (yolo11n|s|m|l|x|frcnn-r50-fpn-v2); checked against
+    /// the file's own metadata when it has some.
     #[arg(long, requires = "nc")]
     pub arch: Option<String>,
-    /// Number of classes of a plain state_dict.
+    /// Number of classes of a plain state_dict (Faster R-CNN: without the background, so 90
+    /// for torchvision's COCO model).
     #[arg(long, requires = "arch")]
     pub nc: Option<i64>,
     /// Keep boxes scoring above this.
@@ -46,9 +52,14 @@ pub struct PredictArgs {
     /// At most this many boxes per image.
     #[arg(long, default_value_t = 300)]
     pub max_det: usize,
-    /// Network input size (default: the size the weights were trained at).
+    /// Network input size (default: the size the weights were trained at). Faster R-CNN: the
+    /// resize rule's min and max size both.
     #[arg(long)]
     pub imgsz: Option<u32>,
+    /// Faster R-CNN: RPN proposals scored by the box head (default: the training run's
+    /// setting, else torchvision's 1000); the box head's time is proportional to it.
+    #[arg(long)]
+    pub proposals: Option<i64>,
     /// Pad to the full square instead of the next multiple of 32 (what fixed-shape engines see).
     #[arg(long)]
     pub square: bool,
@@ -96,6 +107,20 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
+    let file_arch = weights_file::read_meta(&args.weights)?.map(|m| m.arch);
+    let is_frcnn = |a: &str| a == frcnn::ARCH;
+    if file_arch.as_deref().is_some_and(is_frcnn) || args.arch.as_deref().is_some_and(is_frcnn) {
+        if let (Some(file), Some(asked)) = (&file_arch, &args.arch)
+            && file != asked
+        {
+            bail!("{}: the file says {file} but --arch {asked} was given", args.weights.display());
+        }
+        return predict_all(&frcnn_predictor(args)?, args);
+    }
+    predict_all(&yolo_predictor(args)?, args)
+}
+
+fn yolo_predictor(args: &PredictArgs) -> anyhow::Result<YoloPredictor> {
     let spec = match (&args.arch, args.nc) {
         (Some(arch), Some(nc)) => {
             let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
@@ -119,8 +144,32 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         precision: args.precision,
     };
     // Its errors name the file (and the tensor, when one does not fit).
-    let predictor = YoloPredictor::load(&args.weights, spec, opts)?;
+    Ok(YoloPredictor::load(&args.weights, spec, opts)?)
+}
 
+fn frcnn_predictor(args: &PredictArgs) -> anyhow::Result<FrcnnPredictor> {
+    if args.precision != Precision::Fp32 {
+        bail!("--precision {}: Faster R-CNN predicts in fp32 only", args.precision.name());
+    }
+    let classes = match args.nc {
+        Some(nc) if nc < 1 => bail!("--nc {nc}: a detector needs at least one class"),
+        Some(nc) => Some((1..=nc).map(|i| i.to_string()).collect()),
+        None => None,
+    };
+    let opts = FrcnnPredictOptions {
+        score_thresh: f64::from(args.conf),
+        nms_thresh: args.iou,
+        detections_per_img: i64::try_from(args.max_det).unwrap_or(i64::MAX),
+        min_size: args.imgsz.map(i64::from),
+        max_size: args.imgsz.map(i64::from),
+        proposals: args.proposals,
+        device: parse_device(&args.device)?,
+    };
+    Ok(FrcnnPredictor::load(&args.weights, classes, opts)?)
+}
+
+/// Runs `predictor` over every image and prints the results.
+fn predict_all<D: Detector>(predictor: &D, args: &PredictArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     let mut failed = 0usize;
     for path in &args.images {

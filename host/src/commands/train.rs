@@ -13,21 +13,24 @@ use crate::dataset::layout::CLASS_NAME;
 use crate::dataset::split::{Split, stratified_split};
 use crate::train::batch::load_samples;
 use crate::train::config::TrainConfig;
+use crate::train::frcnn::{FrcnnModel, FrcnnTrainer};
 use crate::train::optimizer::OptimizerKind;
 use crate::train::schedule::LrShape;
-use crate::train::yolo::{RunDir, YoloTrainer};
+use crate::train::trainer::{RunDir, RunState};
+use crate::train::yolo::{YoloModel, YoloTrainer};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
   fracture train --arch yolo11n --data data/phantoms --out runs/n --epochs 30\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s --hyp best.toml --init yolo11s-coco.safetensors\n  \
-  fracture train --arch yolo11s --data FracAtlas --out runs/s --resume\n\n\
+  fracture train --arch yolo11s --data FracAtlas --out runs/s --resume\n  \
+  fracture train --arch frcnn-r50-fpn-v2 --data FracAtlas --out runs/frcnn --batch 4 --init resnet50-imagenet.safetensors\n\n\
 The study's two-stage schedule (general features at 320, then 416 with the backbone frozen):\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s320 --imgsz 320 --epochs 60\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s416 --imgsz 416 --epochs 40 \\\n      \
 --init runs/s320/weights/best.safetensors --freeze 11")]
 pub struct TrainArgs {
-    /// yolo11n | yolo11s | yolo11m | yolo11l | yolo11x (frcnn-r50-fpn-v2 comes with its issue).
+    /// yolo11n | yolo11s | yolo11m | yolo11l | yolo11x | frcnn-r50-fpn-v2
     #[arg(long)]
     pub arch: String,
     /// Dataset root (FracAtlas layout).
@@ -42,7 +45,10 @@ pub struct TrainArgs {
     /// A split.json from `fracture split`; default: a stratified 70/15/15 split by --seed.
     #[arg(long)]
     pub split: Option<PathBuf>,
-    /// Start from these weights (ultralytics-named safetensors, e.g. COCO-pretrained).
+    /// Start from these weights: ultralytics-named safetensors for YOLO (all tensors must fit);
+    /// torchvision-named for Faster R-CNN, partially: an ImageNet ResNet50 (`backbone.body.*`,
+    /// or a plain resnet50 state_dict) or a COCO Faster R-CNN (its 91-class predictor is
+    /// skipped); a summary says what was loaded.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Continue the run in --out from its last completed epoch.
@@ -54,9 +60,16 @@ pub struct TrainArgs {
     /// Images per step (default 16, as in the study).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Square network input size, a multiple of 32 (default 416, as in the study).
+    /// Square network input size, a multiple of 32 (default 416, as in the study). Faster
+    /// R-CNN resizes to --min-size / --max-size instead, which default to it.
     #[arg(long)]
     pub imgsz: Option<u32>,
+    /// Faster R-CNN: short side after resizing (default: --imgsz).
+    #[arg(long)]
+    pub min_size: Option<u32>,
+    /// Faster R-CNN: cap on the long side after resizing (default: --imgsz).
+    #[arg(long)]
+    pub max_size: Option<u32>,
     /// adamw | sgd
     #[arg(long, value_parser = parse_optimizer)]
     pub optimizer: Option<OptimizerKind>,
@@ -82,7 +95,7 @@ pub struct TrainArgs {
     /// Positive weight for the classification loss (fractures are rare).
     #[arg(long)]
     pub cls_pos_weight: Option<f64>,
-    /// Focal classification loss with this gamma.
+    /// Focal classification loss with this gamma (Faster R-CNN: objectness and classifier).
     #[arg(long)]
     pub focal_gamma: Option<f64>,
     /// Turn every augmentation off.
@@ -133,6 +146,12 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if args.no_augment {
         cfg.augment = crate::train::augment::AugmentConfig::none();
     }
+    if args.min_size.is_some() {
+        cfg.frcnn.min_size = args.min_size;
+    }
+    if args.max_size.is_some() {
+        cfg.frcnn.max_size = args.max_size;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -174,15 +193,51 @@ fn split(args: &TrainArgs, ds: &Dataset, seed: u64) -> anyhow::Result<Split> {
     Ok(split)
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let Some(letter) = args.arch.strip_prefix("yolo11") else {
-        bail!(
-            "--arch {}: this build trains yolo11n|s|m|l|x (Faster R-CNN training is not in this build yet)",
-            args.arch
-        );
+/// Which detector to train.
+enum Arch {
+    Yolo(Scale),
+    Frcnn,
+}
+
+fn arch(name: &str) -> anyhow::Result<Arch> {
+    if name == fracture_models::frcnn::ARCH {
+        return Ok(Arch::Frcnn);
+    }
+    let Some(letter) = name.strip_prefix("yolo11") else {
+        bail!("--arch {name}: use yolo11n|s|m|l|x or {}", fracture_models::frcnn::ARCH);
     };
-    let scale: Scale = letter.parse().map_err(|e| anyhow::anyhow!("--arch {}: {e}", args.arch))?;
-    let cfg = config(args)?;
+    Ok(Arch::Yolo(letter.parse().map_err(|e| anyhow::anyhow!("--arch {name}: {e}"))?))
+}
+
+/// Settings one architecture has no use for are errors rather than silently ignored.
+fn check_settings(arch: &Arch, cfg: &TrainConfig) -> anyhow::Result<()> {
+    if let Arch::Frcnn = arch {
+        if cfg.freeze > 0 {
+            bail!("--freeze applies to YOLO; Faster R-CNN uses [frcnn] trainable_backbone_layers");
+        }
+        if cfg.dropout > 0.0 {
+            bail!("--dropout applies to YOLO's head, not to Faster R-CNN");
+        }
+        if cfg.cls_pos_weight.is_some() {
+            bail!(
+                "--cls-pos-weight applies to YOLO; for Faster R-CNN use --focal-gamma or the \
+                 [frcnn] loss weights"
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let arch = arch(&args.arch)?;
+    let mut cfg = config(args)?;
+    check_settings(&arch, &cfg)?;
+    if let Arch::Frcnn = arch
+        && cfg.frcnn.trainable_backbone_layers.is_none()
+    {
+        // torchvision's default, resolved now so that hyp.toml (and a resume) keeps it.
+        cfg.frcnn.trainable_backbone_layers = Some(if args.init.is_some() { 3 } else { 5 });
+    }
     if !args.resume && args.out.join("state.json").exists() {
         bail!(
             "{} already holds a run: pass --resume to continue it, or choose another --out",
@@ -200,15 +255,22 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     let split = split(args, &ds, cfg.seed)?;
+    let size = match arch {
+        Arch::Yolo(_) => format!("{} px", cfg.imgsz),
+        Arch::Frcnn => format!(
+            "min/max size {}/{} px",
+            cfg.frcnn.min_size.unwrap_or(cfg.imgsz),
+            cfg.frcnn.max_size.unwrap_or(cfg.imgsz)
+        ),
+    };
     eprintln!(
-        "{}: {} train / {} val images ({} / {} fractured), {} epochs at {} px, batch {}",
+        "{}: {} train / {} val images ({} / {} fractured), {} epochs at {size}, batch {}",
         args.arch,
         split.train.len(),
         split.val.len(),
         split.train.iter().filter(|&&i| ds.images[i].meta.is_fractured()).count(),
         split.val.iter().filter(|&&i| ds.images[i].meta.is_fractured()).count(),
         cfg.epochs,
-        cfg.imgsz,
         cfg.batch
     );
     let train = load_samples(&ds, &split.train)?;
@@ -224,17 +286,33 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         hex::encode(h.finalize())
     };
     provenance.insert("train_data_sha256".to_string(), data_hash);
-    let trainer = YoloTrainer {
-        scale,
-        classes: vec![CLASS_NAME.to_string()],
-        cfg,
-        run: RunDir { root: args.out.clone() },
-        init: args.init.clone(),
-        resume: args.resume,
-        device: fracture_models::compute_device::parse_device(&args.device)?,
-        provenance,
+    let device = fracture_models::compute_device::parse_device(&args.device)?;
+    let classes = vec![CLASS_NAME.to_string()];
+    let run = RunDir { root: args.out.clone() };
+    let state: RunState = match arch {
+        Arch::Yolo(scale) => YoloTrainer {
+            model: YoloModel::new(scale, classes.len() as i64, cfg.clone(), device),
+            classes,
+            cfg,
+            run,
+            init: args.init.clone(),
+            resume: args.resume,
+            device,
+            provenance,
+        }
+        .fit(&train, &val)?,
+        Arch::Frcnn => FrcnnTrainer {
+            model: FrcnnModel::new(classes.len(), cfg.clone(), device, args.init.is_some()),
+            classes,
+            cfg,
+            run,
+            init: args.init.clone(),
+            resume: args.resume,
+            device,
+            provenance,
+        }
+        .fit(&train, &val)?,
     };
-    let state = trainer.fit(&train, &val)?;
     let best = state.history.iter().find(|r| r.epoch == state.best_epoch);
     println!(
         "done: {} epochs; best epoch {} (mAP50 {:.4}, mAP50-95 {:.4}); weights in {}",

@@ -3,6 +3,10 @@
 //! horizontal/vertical flips, and photometric jitter (brightness, contrast, gamma) in place of
 //! the HSV jitter colour images get. Every geometric step moves the boxes with the pixels and
 //! drops boxes that became slivers, as ultralytics' `box_candidates` does.
+//!
+//! Two pipelines: [`augment`] ends in a square letterboxed input (YOLO), [`augment_native`]
+//! keeps each image's own size and leaves resizing to the model (Faster R-CNN's transform); it
+//! has no mosaic.
 
 use fracture_models::letterbox::{Letterbox, PAD_VALUE};
 use fracture_models::pixels::GrayF32;
@@ -162,6 +166,16 @@ fn invert(m: &Affine) -> Affine {
 /// Random rotation/scale about the centre, then translation, producing an `out`×`out` image.
 /// `src` may be larger (a mosaic canvas): its centre maps to the output's centre.
 pub fn random_affine(s: &Sample, out: u32, cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
+    random_affine_to(s, [out, out], cfg, rng)
+}
+
+/// [`random_affine`] into an `out` = `[width, height]` image.
+pub fn random_affine_to(
+    s: &Sample,
+    out: [u32; 2],
+    cfg: &AugmentConfig,
+    rng: &mut impl Rng,
+) -> Sample {
     let angle = if cfg.degrees > 0.0 { rng.random_range(-cfg.degrees..=cfg.degrees) } else { 0.0 };
     let scale =
         if cfg.scale > 0.0 { rng.random_range(1.0 - cfg.scale..=1.0 + cfg.scale) } else { 1.0 };
@@ -172,7 +186,7 @@ pub fn random_affine(s: &Sample, out: u32, cfg: &AugmentConfig, rng: &mut impl R
             0.5
         }
     };
-    let (tx, ty) = (t(rng) * f64::from(out), t(rng) * f64::from(out));
+    let (tx, ty) = (t(rng) * f64::from(out[0]), t(rng) * f64::from(out[1]));
     let (cx, cy) = (f64::from(s.image.width) / 2.0, f64::from(s.image.height) / 2.0);
     let (sin, cos) = angle.to_radians().sin_cos();
     // Image y points down, so a positive angle turns the picture counter-clockwise as seen.
@@ -181,13 +195,14 @@ pub fn random_affine(s: &Sample, out: u32, cfg: &AugmentConfig, rng: &mut impl R
     warp(s, &m, out, scale as f32)
 }
 
-fn warp(s: &Sample, m: &Affine, out: u32, scale: f32) -> Sample {
+fn warp(s: &Sample, m: &Affine, out: [u32; 2], scale: f32) -> Sample {
     let inv = invert(m);
     let (sw, sh) = (s.image.width as usize, s.image.height as usize);
-    let mut img = GrayF32::new(out, out, PAD_VALUE);
+    let (ow, oh) = (out[0] as usize, out[1] as usize);
+    let mut img = GrayF32::new(out[0], out[1], PAD_VALUE);
     img.bit_depth = s.image.bit_depth;
-    for y in 0..out as usize {
-        for x in 0..out as usize {
+    for y in 0..oh {
+        for x in 0..ow {
             let (fx, fy) = (x as f64, y as f64);
             let u = inv[0] * fx + inv[1] * fy + inv[2];
             let v = inv[3] * fx + inv[4] * fy + inv[5];
@@ -200,10 +215,10 @@ fn warp(s: &Sample, m: &Affine, out: u32, scale: f32) -> Sample {
             let p = |xx: usize, yy: usize| s.image.data[yy * sw + xx];
             let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * wx;
             let bottom = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * wx;
-            img.data[y * out as usize + x] = top + (bottom - top) * wy;
+            img.data[y * ow + x] = top + (bottom - top) * wy;
         }
     }
-    let lim = out as f32;
+    let (lim_x, lim_y) = (out[0] as f32, out[1] as f32);
     let (mut boxes, mut classes) = (Vec::new(), Vec::new());
     for (b, c) in s.boxes.iter().zip(&s.classes) {
         let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
@@ -212,10 +227,10 @@ fn warp(s: &Sample, m: &Affine, out: u32, scale: f32) -> Sample {
             [(m[0] * x + m[1] * y + m[2]) as f32, (m[3] * x + m[4] * y + m[5]) as f32]
         });
         let nb = [
-            mapped.iter().map(|p| p[0]).fold(f32::INFINITY, f32::min).clamp(0.0, lim),
-            mapped.iter().map(|p| p[1]).fold(f32::INFINITY, f32::min).clamp(0.0, lim),
-            mapped.iter().map(|p| p[0]).fold(f32::NEG_INFINITY, f32::max).clamp(0.0, lim),
-            mapped.iter().map(|p| p[1]).fold(f32::NEG_INFINITY, f32::max).clamp(0.0, lim),
+            mapped.iter().map(|p| p[0]).fold(f32::INFINITY, f32::min).clamp(0.0, lim_x),
+            mapped.iter().map(|p| p[1]).fold(f32::INFINITY, f32::min).clamp(0.0, lim_y),
+            mapped.iter().map(|p| p[0]).fold(f32::NEG_INFINITY, f32::max).clamp(0.0, lim_x),
+            mapped.iter().map(|p| p[1]).fold(f32::NEG_INFINITY, f32::max).clamp(0.0, lim_y),
         ];
         if box_candidate(b, &nb, scale) {
             boxes.push(nb);
@@ -292,6 +307,20 @@ pub fn augment(
     random_photometric(&mut s, cfg, rng);
     random_flip(&mut s, cfg, rng);
     s
+}
+
+/// The size-keeping pipeline (Faster R-CNN): random affine about the centre into an image of
+/// the same size (skipped when rotation, scale and translation are all off), photometric
+/// jitter, flips. `cfg.mosaic` does not apply.
+pub fn augment_native(s: &Sample, cfg: &AugmentConfig, rng: &mut impl Rng) -> Sample {
+    let mut out = if cfg.degrees > 0.0 || cfg.scale > 0.0 || cfg.translate > 0.0 {
+        random_affine_to(s, [s.image.width, s.image.height], cfg, rng)
+    } else {
+        s.clone()
+    };
+    random_photometric(&mut out, cfg, rng);
+    random_flip(&mut out, cfg, rng);
+    out
 }
 
 #[cfg(test)]
@@ -385,8 +414,35 @@ mod tests {
         // A box pushed almost entirely out of the picture disappears.
         let a = bright_box(256, 256, [0, 0, 20, 20]);
         let m: Affine = [1.0, 0.0, -19.0, 0.0, 1.0, 0.0];
-        let s = warp(&letterbox(&a, 256), &m, 256, 1.0);
+        let s = warp(&letterbox(&a, 256), &m, [256, 256], 1.0);
         assert!(s.boxes.is_empty());
+    }
+
+    #[test]
+    fn native_pipeline_keeps_the_size_and_the_boxes_on_the_object() {
+        let cfg = AugmentConfig {
+            degrees: 10.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            gamma: 0.0,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let a = bright_box(300, 200, [100, 60, 180, 120]);
+        for _ in 0..20 {
+            let s = augment_native(&a, &cfg, &mut rng);
+            assert_eq!((s.image.width, s.image.height), (300, 200));
+            for b in &s.boxes {
+                assert!(b[2] <= 300.0 && b[3] <= 200.0);
+                if b[2] - b[0] > 12.0 && b[3] - b[1] > 12.0 {
+                    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+                    assert!(s.image.get(cx as u32, cy as u32) > 0.8, "{b:?}");
+                }
+            }
+        }
+        let same = augment_native(&a, &AugmentConfig::none(), &mut rng);
+        assert_eq!(same.boxes, a.boxes);
+        assert_eq!(same.image.data, a.image.data);
     }
 
     #[test]

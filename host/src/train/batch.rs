@@ -1,7 +1,9 @@
 //! From dataset images to training batches: decoded samples kept in memory (gray `f32`, so a
-//! few hundred MB for FracAtlas-sized sets), shuffled per epoch with a seed, augmented, and
-//! stacked into the tensors the detectors take: images `[B, 3, S, S]` and targets `[N, 6]` =
-//! (image index in batch, class, cx, cy, w, h), normalised to the input size as ultralytics'.
+//! few hundred MB for FracAtlas-sized sets), shuffled per epoch with a seed and augmented
+//! ([`EpochSamples`]), then, for YOLO, stacked into the tensors it takes ([`EpochBatches`]):
+//! images `[B, 3, S, S]` and targets `[N, 6]` = (image index in batch, class, cx, cy, w, h),
+//! normalised to the input size as ultralytics'. Faster R-CNN takes the samples at their own
+//! sizes ([`Geometry::Native`]) and makes its own tensors.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -12,7 +14,7 @@ use tch::Tensor;
 use fracture_models::pixels::{GrayF32, PixelError, read_gray};
 use fracture_models::tensor::batch_from_gray;
 
-use super::augment::{AugmentConfig, Sample, augment, letterbox};
+use super::augment::{AugmentConfig, Sample, augment, augment_native, letterbox};
 use crate::dataset::Dataset;
 
 /// A training batch.
@@ -76,23 +78,40 @@ pub fn collate(samples: Vec<Sample>, indices: Vec<usize>, size: u32) -> Batch {
     Batch { images, targets, samples, indices }
 }
 
-/// Yields the batches of one epoch.
-pub struct EpochBatches<'a> {
+/// What the augmented samples look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Geometry {
+    /// Square `S`×`S` network inputs (mosaic, affine and letterbox; YOLO).
+    Letterbox(u32),
+    /// Each image at its own size (affine about the centre, no mosaic; Faster R-CNN, whose
+    /// transform resizes).
+    Native,
+}
+
+/// Samples of one batch, after augmentation.
+pub struct SampleBatch {
+    pub samples: Vec<Sample>,
+    /// Dataset indices of the (first) image of each sample.
+    pub indices: Vec<usize>,
+}
+
+/// Yields the augmented samples of one epoch, batch by batch.
+pub struct EpochSamples<'a> {
     samples: &'a [Sample],
     order: Vec<usize>,
     pos: usize,
     batch_size: usize,
-    size: u32,
+    geometry: Geometry,
     augment: AugmentConfig,
     rng: ChaCha8Rng,
 }
 
-impl<'a> EpochBatches<'a> {
+impl<'a> EpochSamples<'a> {
     /// `shuffle` for training; validation keeps the order and uses no augmentation.
     pub fn new(
         samples: &'a [Sample],
         batch_size: usize,
-        size: u32,
+        geometry: Geometry,
         augment: AugmentConfig,
         shuffle: bool,
         seed: u64,
@@ -102,7 +121,7 @@ impl<'a> EpochBatches<'a> {
         if shuffle {
             order.shuffle(&mut rng);
         }
-        Self { samples, order, pos: 0, batch_size: batch_size.max(1), size, augment, rng }
+        Self { samples, order, pos: 0, batch_size: batch_size.max(1), geometry, augment, rng }
     }
 
     pub fn len(&self) -> usize {
@@ -114,10 +133,10 @@ impl<'a> EpochBatches<'a> {
     }
 }
 
-impl Iterator for EpochBatches<'_> {
-    type Item = Batch;
+impl Iterator for EpochSamples<'_> {
+    type Item = SampleBatch;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<SampleBatch> {
         if self.pos >= self.order.len() {
             return None;
         }
@@ -137,25 +156,72 @@ impl Iterator for EpochBatches<'_> {
                 (i, others, self.rng.random())
             })
             .collect();
-        let (size, cfg, samples) = (self.size, self.augment, self.samples);
+        let (geometry, cfg, samples) = (self.geometry, self.augment, self.samples);
+        let none = cfg == AugmentConfig::none();
         let out: Vec<Sample> = jobs
             .par_iter()
             .map(|&(i, o, seed)| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                if cfg == AugmentConfig::none() {
-                    letterbox(&samples[i], size)
-                } else {
-                    augment(
+                match geometry {
+                    Geometry::Letterbox(size) if none => letterbox(&samples[i], size),
+                    Geometry::Letterbox(size) => augment(
                         &samples[i],
                         [&samples[o[0]], &samples[o[1]], &samples[o[2]]],
                         size,
                         &cfg,
                         &mut rng,
-                    )
+                    ),
+                    Geometry::Native if none => samples[i].clone(),
+                    Geometry::Native => augment_native(&samples[i], &cfg, &mut rng),
                 }
             })
             .collect();
-        Some(collate(out, chosen, size))
+        Some(SampleBatch { samples: out, indices: chosen })
+    }
+}
+
+/// Yields the letterboxed, stacked batches of one epoch (YOLO).
+pub struct EpochBatches<'a> {
+    inner: EpochSamples<'a>,
+    size: u32,
+}
+
+impl<'a> EpochBatches<'a> {
+    /// `shuffle` for training; validation keeps the order and uses no augmentation.
+    pub fn new(
+        samples: &'a [Sample],
+        batch_size: usize,
+        size: u32,
+        augment: AugmentConfig,
+        shuffle: bool,
+        seed: u64,
+    ) -> Self {
+        let inner = EpochSamples::new(
+            samples,
+            batch_size,
+            Geometry::Letterbox(size),
+            augment,
+            shuffle,
+            seed,
+        );
+        Self { inner, size }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl Iterator for EpochBatches<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let b = self.inner.next()?;
+        Some(collate(b.samples, b.indices, self.size))
     }
 }
 
@@ -189,6 +255,25 @@ mod tests {
         let last = it.next().unwrap();
         assert_eq!(last.images.size()[0], 1);
         assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn native_samples_keep_their_sizes() {
+        let samples = vec![sample(200, 100), sample(100, 200), sample(64, 64)];
+        let sizes = |aug| -> Vec<(u32, u32)> {
+            EpochSamples::new(&samples, 2, Geometry::Native, aug, true, 3)
+                .flat_map(|b| b.samples)
+                .map(|s| (s.image.width, s.image.height))
+                .collect()
+        };
+        let mut got = sizes(AugmentConfig::default());
+        got.sort();
+        assert_eq!(got, vec![(64, 64), (100, 200), (200, 100)]);
+        let val: Vec<Sample> =
+            EpochSamples::new(&samples, 2, Geometry::Native, AugmentConfig::none(), false, 0)
+                .flat_map(|b| b.samples)
+                .collect();
+        assert_eq!(val[0].boxes, samples[0].boxes);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Training hyperparameters: one serialisable struct with the study's defaults (batch 16,
 //! input 416), readable from a TOML `--hyp` file (what `fracture tune` writes) and overridable
-//! by flags. Names follow ultralytics' where they mean the same thing.
+//! by flags. Names follow ultralytics' where they mean the same thing; what only Faster R-CNN
+//! reads lives in its `[frcnn]` table ([`FrcnnHyp`], names after torchvision's arguments).
 
 use std::path::Path;
 
@@ -48,6 +49,56 @@ pub struct TrainConfig {
     pub seed: u64,
     /// CPU threads for libtorch (0 = all cores).
     pub threads: usize,
+    /// Faster R-CNN only.
+    pub frcnn: FrcnnHyp,
+}
+
+/// Faster R-CNN settings (`[frcnn]` in a `--hyp` file). Defaults are torchvision's, except the
+/// resize rule, which follows `imgsz` (the study: 416 for both sides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrcnnHyp {
+    /// Short side after resizing (default: `imgsz`).
+    pub min_size: Option<u32>,
+    /// Cap on the long side after resizing (default: `imgsz`).
+    pub max_size: Option<u32>,
+    /// Trainable ResNet layers counted from the top, 0..=5 (default: 3 with `--init`, else 5,
+    /// as torchvision's `trainable_backbone_layers`).
+    pub trainable_backbone_layers: Option<i64>,
+    /// Weights of the four losses in the total.
+    pub loss_objectness: f64,
+    pub loss_rpn_box_reg: f64,
+    pub loss_classifier: f64,
+    pub loss_box_reg: f64,
+    /// Focal-loss alpha for objectness and classifier when `focal_gamma` is set (0 = no
+    /// class weighting).
+    pub focal_alpha: f64,
+    /// Anchors sampled per image for the RPN loss, and RoIs for the box head's.
+    pub rpn_batch_size_per_image: i64,
+    pub box_batch_size_per_image: i64,
+    /// Proposals kept after the RPN's NMS while training, and while validating / predicting
+    /// (the box head's cost is proportional to them).
+    pub rpn_post_nms_top_n_train: i64,
+    pub rpn_post_nms_top_n_test: i64,
+}
+
+impl Default for FrcnnHyp {
+    fn default() -> Self {
+        Self {
+            min_size: None,
+            max_size: None,
+            trainable_backbone_layers: None,
+            loss_objectness: 1.0,
+            loss_rpn_box_reg: 1.0,
+            loss_classifier: 1.0,
+            loss_box_reg: 1.0,
+            focal_alpha: 0.0,
+            rpn_batch_size_per_image: 256,
+            box_batch_size_per_image: 512,
+            rpn_post_nms_top_n_train: 2000,
+            rpn_post_nms_top_n_test: 1000,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -78,6 +129,7 @@ impl Default for TrainConfig {
             augment: AugmentConfig::default(),
             seed: 0,
             threads: 0,
+            frcnn: FrcnnHyp::default(),
         }
     }
 }
@@ -126,6 +178,31 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} must be in [0, 1)", self.dropout));
         }
+        let f = &self.frcnn;
+        for (name, v) in [("min_size", f.min_size), ("max_size", f.max_size)] {
+            if v.is_some_and(|v| v < 32) {
+                return bad(format!("frcnn.{name} must be at least 32"));
+            }
+        }
+        if f.trainable_backbone_layers.is_some_and(|n| !(0..=5).contains(&n)) {
+            return bad("frcnn.trainable_backbone_layers must be in 0..=5".into());
+        }
+        let weights = [f.loss_objectness, f.loss_rpn_box_reg, f.loss_classifier, f.loss_box_reg];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return bad(format!("frcnn loss weights must be finite and >= 0, got {weights:?}"));
+        }
+        if !(0.0..1.0).contains(&f.focal_alpha) {
+            return bad(format!("frcnn.focal_alpha {} must be in [0, 1)", f.focal_alpha));
+        }
+        let counts = [
+            f.rpn_batch_size_per_image,
+            f.box_batch_size_per_image,
+            f.rpn_post_nms_top_n_train,
+            f.rpn_post_nms_top_n_test,
+        ];
+        if counts.iter().any(|&c| c < 1) {
+            return bad(format!("frcnn sample and proposal counts must be >= 1, got {counts:?}"));
+        }
         Ok(())
     }
 }
@@ -154,6 +231,17 @@ mod tests {
         std::fs::write(&p, "epoch = 3\n").unwrap();
         let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
         assert!(e.contains("hyp.toml") && e.contains("epoch"), "{e}");
+        std::fs::write(&p, "[frcnn]\nloss_box = 2.0\n").unwrap();
+        let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("loss_box"), "{e}");
+        std::fs::write(&p, "[frcnn]\nloss_box_reg = -2.0\n").unwrap();
+        assert!(TrainConfig::from_toml_file(&p).is_err());
+        std::fs::write(&p, "[frcnn]\nloss_box_reg = 2.0\nmin_size = 128\n").unwrap();
+        let c = TrainConfig::from_toml_file(&p).unwrap();
+        assert_eq!(
+            (c.frcnn.loss_box_reg, c.frcnn.min_size, c.frcnn.max_size),
+            (2.0, Some(128), None)
+        );
         std::fs::write(&p, "imgsz = 400\n").unwrap();
         assert!(
             TrainConfig::from_toml_file(&p).unwrap_err().to_string().contains("multiple of 32")

@@ -1,12 +1,15 @@
-//! Training: augmentation and (with the detectors) batching, the loop, optimisers, schedules,
-//! checkpoints and curves shared by both architectures.
+//! Training: augmentation and batching, the loop ([`trainer`]: optimiser, schedule, EMA,
+//! checkpoints, resume, records and curves) shared by both architectures, and what each
+//! architecture plugs into it ([`yolo`], [`frcnn`]).
 
 pub mod augment;
 pub mod batch;
 pub mod config;
 pub mod ema;
+pub mod frcnn;
 pub mod optimizer;
 pub mod record;
 pub mod schedule;
+pub mod trainer;
 pub mod validate;
 pub mod yolo;

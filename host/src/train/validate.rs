@@ -2,6 +2,8 @@
 //! apply NMS at ultralytics' validation settings (conf 0.001, IoU 0.7), and score the result
 //! with the ultralytics-style P / R / F1 / mAP in the network's input frame (the letterbox is
 //! a uniform scale and shift, so IoU and every metric are the same as in original pixels).
+//! Faster R-CNN brings its own post-processing and scores in original pixels
+//! ([`super::frcnn`]); both end in [`summarize`] and [`fitness`].
 
 use fracture_models::metrics::{ImagePredictions, PrfSummary, precision_recall_f1};
 use fracture_models::nms::{NmsConfig, NmsError, non_max_suppression};

@@ -10,7 +10,11 @@
 //! [`fpn`] (the feature pyramid, P2..P6), [`anchors`] and [`box_coder`] (anchor grids, box
 //! deltas), [`rpn`] (objectness, proposals), [`roi_align`] (multi-scale RoIAlign in tensor
 //! ops), [`roi_heads`] (box head, predictor, per-class post-processing), [`model`] (the whole
-//! graph). The building blocks are [`norm`] (BatchNorm2d / FrozenBatchNorm2d) and
+//! graph). Training adds [`matcher`] (IoU matching), [`sampler`] (balanced sampling, behind a
+//! trait so tests can replay torchvision's draws), [`loss`] (the loss functions and options),
+//! [`rpn_loss`] and [`roi_loss`] (each stage's targets and loss), and
+//! [`FasterRcnn::forward_train`]; [`predictor`] is the [`crate::detector::Detector`] for
+//! weights files. The building blocks are [`norm`] (BatchNorm2d / FrozenBatchNorm2d) and
 //! [`conv_norm`] (Conv2d + norm + ReLU); [`batched_nms`] is torchvision's class-aware NMS on
 //! top of [`crate::nms::nms`]; [`weights`] loads files and counts parameters.
 //!
@@ -31,16 +35,27 @@ pub mod batched_nms;
 pub mod box_coder;
 pub mod conv_norm;
 pub mod fpn;
+pub mod loss;
+pub mod matcher;
 pub mod model;
 pub mod norm;
+pub mod predictor;
 pub mod roi_align;
 pub mod roi_heads;
+pub mod roi_loss;
 pub mod rpn;
+pub mod rpn_loss;
+pub mod sampler;
 pub mod transform;
 pub mod weights;
 
-pub use model::{FasterRcnn, FrcnnConfig, FrcnnDetections, FrcnnTrace};
-pub use weights::{load_safetensors, parameter_count};
+pub use loss::{Focal, FrcnnLosses, LossConfig, LossWeights};
+pub use model::{
+    FasterRcnn, FrcnnConfig, FrcnnDetections, FrcnnTarget, FrcnnTrace, FrcnnTrainStep,
+};
+pub use predictor::{FrcnnPredictOptions, FrcnnPredictor};
+pub use sampler::{BalancedSampler, RecordedSampler, Sampler};
+pub use weights::{InitSummary, load_partial, load_safetensors, parameter_count};
 
 /// The architecture name in weights metadata and on the command line.
 pub const ARCH: &str = "frcnn-r50-fpn-v2";
@@ -55,6 +70,8 @@ pub enum FrcnnError {
     Config(String),
     #[error("no images given")]
     EmptyBatch,
+    #[error("target {index}: {message}")]
+    Target { index: usize, message: String },
     #[error(
         "image {index} must be a float [3, H, W] tensor with H, W >= 1, got {shape:?} {kind:?}"
     )]

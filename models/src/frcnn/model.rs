@@ -1,16 +1,28 @@
-//! The whole detector, as torchvision's `GeneralizedRCNN` runs it in eval mode:
-//! transform -> ResNet50 body -> FPN -> RPN -> RoI heads -> boxes back to original pixels.
+//! The whole detector, as torchvision's `GeneralizedRCNN` runs it.
+//!
+//! Eval: transform -> ResNet50 body -> FPN -> RPN -> RoI heads -> boxes back to original
+//! pixels. Training ([`FasterRcnn::forward_train`]): the same transform (boxes resized with
+//! the images), batch norm on batch statistics (every `BatchNorm2d` layer, also in backbone
+//! layers excluded from training by `trainable_layers`: torchvision's `model.train()` puts
+//! them all in training mode and only stops their parameters' gradients; `FrozenBatchNorm2d`
+//! never changes), the RPN with its training `top_n`s and loss ([`super::rpn_loss`]), then the
+//! box stage on sampled proposals and its loss ([`super::roi_loss`]).
+//!
 //! Variables live under torchvision's module paths: `backbone.body`, `backbone.fpn`,
 //! `rpn.head`, `roi_heads.box_head`, `roi_heads.box_predictor`.
 
-use tch::{Device, Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 
 use super::FrcnnError;
 use super::backbone::{BackboneConfig, RESNET50_OUT_CHANNELS, ResNet50Body};
 use super::fpn::{FPN_CHANNELS, Fpn};
+use super::loss::{FrcnnLosses, LossConfig};
 pub use super::roi_heads::FrcnnDetections;
 use super::roi_heads::{RoiHeads, RoiHeadsConfig};
+use super::roi_loss::{fastrcnn_loss, select_training_samples};
 use super::rpn::{Proposals, Rpn, RpnConfig};
+use super::rpn_loss::rpn_loss;
+use super::sampler::{BalancedSampler, Sampler};
 use super::transform::{ImageBatch, Transform, TransformConfig};
 
 /// What to build; [`FrcnnConfig::new`] gives `fasterrcnn_resnet50_fpn_v2`'s defaults.
@@ -22,6 +34,8 @@ pub struct FrcnnConfig {
     pub backbone: BackboneConfig,
     pub rpn: RpnConfig,
     pub roi_heads: RoiHeadsConfig,
+    /// Training losses (torchvision's by default).
+    pub loss: LossConfig,
 }
 
 impl FrcnnConfig {
@@ -34,6 +48,7 @@ impl FrcnnConfig {
             backbone: BackboneConfig::default(),
             rpn: RpnConfig::default(),
             roi_heads: RoiHeadsConfig::default(),
+            loss: LossConfig::default(),
         }
     }
 
@@ -59,6 +74,36 @@ pub struct FrcnnTrace {
     pub detections: Vec<FrcnnDetections>,
 }
 
+/// Ground truth of one training image.
+#[derive(Debug)]
+pub struct FrcnnTarget {
+    /// `[N, 4]` float `x1, y1, x2, y2` in the image's own pixels (as given, before resizing).
+    pub boxes: Tensor,
+    /// `[N]` int64 classes in `1..num_classes`.
+    pub labels: Tensor,
+}
+
+impl FrcnnTarget {
+    /// An image without boxes (a negative: every anchor and proposal is background).
+    pub fn empty(device: Device) -> Self {
+        Self {
+            boxes: Tensor::zeros([0, 4], (Kind::Float, device)),
+            labels: Tensor::zeros([0], (Kind::Int64, device)),
+        }
+    }
+}
+
+/// A training forward's losses and what led to them (for parity tests and diagnostics).
+#[derive(Debug)]
+pub struct FrcnnTrainStep {
+    pub losses: FrcnnLosses,
+    pub batch: ImageBatch,
+    /// RPN proposals per image (training `top_n`s), resized image's pixels.
+    pub proposals: Vec<Proposals>,
+    /// Ground-truth boxes per image, resized with the images.
+    pub gt_boxes: Vec<Tensor>,
+}
+
 /// Faster R-CNN ResNet50-FPN v2.
 #[derive(Debug)]
 pub struct FasterRcnn {
@@ -67,6 +112,7 @@ pub struct FasterRcnn {
     pub fpn: Fpn,
     pub rpn: Rpn,
     pub roi_heads: RoiHeads,
+    pub loss: LossConfig,
     num_classes: i64,
     device: Device,
     /// Elements of `FrozenBatchNorm2d` weight/bias (buffers in PyTorch, not parameters).
@@ -82,6 +128,7 @@ impl FasterRcnn {
         if !(0..=5).contains(&cfg.backbone.trainable_layers) {
             return Err(FrcnnError::TrainableLayers(cfg.backbone.trainable_layers));
         }
+        cfg.loss.check()?;
         let transform = Transform::new(cfg.transform.clone())?;
         let bp = p.sub("backbone");
         let body = ResNet50Body::new(&bp.sub("body"), &cfg.backbone)?;
@@ -101,6 +148,7 @@ impl FasterRcnn {
             fpn,
             rpn,
             roi_heads,
+            loss: cfg.loss,
             num_classes: cfg.num_classes,
             device: p.device(),
             frozen_affine_elements,
@@ -151,6 +199,152 @@ impl FasterRcnn {
     /// Call inside `tch::no_grad`.
     pub fn forward_eval(&self, images: &[Tensor]) -> Result<Vec<FrcnnDetections>, FrcnnError> {
         Ok(self.forward_eval_traced(images)?.detections)
+    }
+
+    /// Checks `targets` against the batch and resizes their boxes with the images: per image,
+    /// (`[N, 4]` boxes in the resized image's pixels, `[N]` int64 labels).
+    fn prepare_targets(
+        &self,
+        targets: &[FrcnnTarget],
+        batch: &ImageBatch,
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), FrcnnError> {
+        if targets.len() != batch.image_sizes.len() {
+            return Err(FrcnnError::Target {
+                index: targets.len().min(batch.image_sizes.len()),
+                message: format!(
+                    "{} targets for {} images",
+                    targets.len(),
+                    batch.image_sizes.len()
+                ),
+            });
+        }
+        let mut boxes = Vec::with_capacity(targets.len());
+        let mut labels = Vec::with_capacity(targets.len());
+        for (index, (t, (&original, &resized))) in
+            targets.iter().zip(batch.original_sizes.iter().zip(&batch.image_sizes)).enumerate()
+        {
+            let bad = |message: String| FrcnnError::Target { index, message };
+            let (bs, ls) = (t.boxes.size(), t.labels.size());
+            let n = ls.first().copied().unwrap_or(-1);
+            if bs.len() != 2 || bs[1] != 4 || ls.len() != 1 || bs[0] != n {
+                return Err(bad(format!("boxes {bs:?} and labels {ls:?} must be [N, 4] and [N]")));
+            }
+            if !t.boxes.is_floating_point() || t.labels.kind() != Kind::Int64 {
+                return Err(bad(format!(
+                    "boxes must be float and labels int64, got {:?} and {:?}",
+                    t.boxes.kind(),
+                    t.labels.kind()
+                )));
+            }
+            let b = Transform::resize_boxes(
+                &t.boxes.to_device(self.device).to_kind(Kind::Float),
+                original,
+                resized,
+            );
+            let l = t.labels.to_device(self.device);
+            if n > 0 {
+                let (lo, hi) = (l.min().int64_value(&[]), l.max().int64_value(&[]));
+                if lo < 1 || hi >= self.num_classes {
+                    return Err(bad(format!(
+                        "labels must be in 1..{} (0 is background), got {lo}..={hi}",
+                        self.num_classes
+                    )));
+                }
+                // torchvision's check: positive width and height (NaN fails it too).
+                let ok = b.narrow(1, 2, 2).gt_tensor(&b.narrow(1, 0, 2)).all().int64_value(&[]);
+                if ok == 0 {
+                    return Err(bad(
+                        "every box needs a positive width and height (after resizing)".into(),
+                    ));
+                }
+            }
+            boxes.push(b);
+            labels.push(l);
+        }
+        Ok((boxes, labels))
+    }
+
+    /// Training forward with torchvision's random sampling (libtorch's generator): the four
+    /// losses of `images` (each `[3, H, W]` float in `[0, 1]`) with their `targets`.
+    pub fn forward_train(
+        &self,
+        images: &[Tensor],
+        targets: &[FrcnnTarget],
+    ) -> Result<FrcnnLosses, FrcnnError> {
+        Ok(self.forward_train_with(images, targets, &mut BalancedSampler)?.losses)
+    }
+
+    /// [`FasterRcnn::forward_train`] with the anchors and proposals drawn by `sampler`, and
+    /// the intermediate results.
+    pub fn forward_train_with(
+        &self,
+        images: &[Tensor],
+        targets: &[FrcnnTarget],
+        sampler: &mut dyn Sampler,
+    ) -> Result<FrcnnTrainStep, FrcnnError> {
+        let batch = self.transform.batch(images, self.device)?;
+        let (gt_boxes, gt_labels) = self.prepare_targets(targets, &batch)?;
+        let features = self.features(&batch, true);
+        let out = self.rpn.head_outputs(&features, &batch);
+        let proposals = self.rpn.filter_proposals(&out, &batch.image_sizes, true)?;
+        let (objectness, rpn_box_reg) =
+            rpn_loss(&self.rpn, &out, &gt_boxes, sampler, self.loss.objectness_focal)?;
+        let boxes: Vec<Tensor> = proposals.iter().map(|p| p.boxes.shallow_clone()).collect();
+        let samples =
+            select_training_samples(&self.roi_heads, &boxes, &gt_boxes, &gt_labels, sampler)?;
+        let box_features =
+            self.roi_heads.box_features(&features, &samples.proposals, &batch.image_sizes, true)?;
+        let (logits, deltas) = self.roi_heads.predict(&box_features);
+        let (classifier, box_reg) =
+            fastrcnn_loss(&logits, &deltas, &samples, self.loss.classifier_focal)?;
+        let losses = FrcnnLosses { objectness, rpn_box_reg, classifier, box_reg };
+        Ok(FrcnnTrainStep { losses, batch, proposals, gt_boxes })
+    }
+
+    /// Validation in one pass with eval-mode batch norm: the detections (as
+    /// [`FasterRcnn::forward_eval`]) and the four losses, computed on the eval-time proposals
+    /// (test `top_n`s) with torchvision's random sampling. Call inside `tch::no_grad`.
+    pub fn forward_validate(
+        &self,
+        images: &[Tensor],
+        targets: &[FrcnnTarget],
+    ) -> Result<(FrcnnLosses, Vec<FrcnnDetections>), FrcnnError> {
+        let sampler = &mut BalancedSampler;
+        let batch = self.transform.batch(images, self.device)?;
+        let (gt_boxes, gt_labels) = self.prepare_targets(targets, &batch)?;
+        let features = self.features(&batch, false);
+        let out = self.rpn.head_outputs(&features, &batch);
+        let proposals = self.rpn.filter_proposals(&out, &batch.image_sizes, false)?;
+        let (objectness, rpn_box_reg) =
+            rpn_loss(&self.rpn, &out, &gt_boxes, sampler, self.loss.objectness_focal)?;
+        let boxes: Vec<Tensor> = proposals.iter().map(|p| p.boxes.shallow_clone()).collect();
+        let samples =
+            select_training_samples(&self.roi_heads, &boxes, &gt_boxes, &gt_labels, sampler)?;
+        let sampled_features = self.roi_heads.box_features(
+            &features,
+            &samples.proposals,
+            &batch.image_sizes,
+            false,
+        )?;
+        let (logits, deltas) = self.roi_heads.predict(&sampled_features);
+        let (classifier, box_reg) =
+            fastrcnn_loss(&logits, &deltas, &samples, self.loss.classifier_focal)?;
+        let losses = FrcnnLosses { objectness, rpn_box_reg, classifier, box_reg };
+
+        let box_features =
+            self.roi_heads.box_features(&features, &boxes, &batch.image_sizes, false)?;
+        let (logits, deltas) = self.roi_heads.predict(&box_features);
+        let resized = self.roi_heads.postprocess(&logits, &deltas, &boxes, &batch.image_sizes)?;
+        let detections = resized
+            .iter()
+            .zip(batch.image_sizes.iter().zip(&batch.original_sizes))
+            .map(|(d, (&r, &o))| FrcnnDetections {
+                boxes: Transform::postprocess_boxes(&d.boxes, r, o),
+                scores: d.scores.shallow_clone(),
+                labels: d.labels.shallow_clone(),
+            })
+            .collect();
+        Ok((losses, detections))
     }
 }
 
@@ -209,6 +403,53 @@ mod tests {
         let d = &t.detections[0];
         assert_eq!(d.boxes.size()[0], d.scores.size()[0]);
         assert!(m.forward_eval(&[Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))]).is_err());
+    }
+
+    #[test]
+    fn training_forward_gives_four_finite_losses_and_checks_targets() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cfg = FrcnnConfig::new(3).with_sizes(64, 96);
+        cfg.rpn.post_nms_top_n_train = 50;
+        cfg.roi_heads.batch_size_per_image = 32;
+        let m = FasterRcnn::new(&vs.root(), &cfg).unwrap();
+        let opts = (Kind::Float, Device::Cpu);
+        let imgs = [Tensor::rand([3, 50, 70], opts), Tensor::rand([3, 64, 40], opts)];
+        let targets = [
+            FrcnnTarget {
+                boxes: Tensor::from_slice(&[5.0f32, 5.0, 30.0, 40.0, 40.0, 10.0, 60.0, 30.0])
+                    .view([2, 4]),
+                labels: Tensor::from_slice(&[1i64, 2]),
+            },
+            FrcnnTarget::empty(Device::Cpu),
+        ];
+        let losses = m.forward_train(&imgs, &targets).unwrap();
+        let v = losses.values();
+        assert!(v.iter().all(|x| x.is_finite() && *x >= 0.0), "{v:?}");
+        assert!(v[0] > 0.0 && v[2] > 0.0, "{v:?}");
+        losses.total(&LossConfig::default().weights).backward();
+        let grad = vs.variables()["roi_heads.box_predictor.cls_score.weight"].grad();
+        assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+
+        let bad_label = [
+            FrcnnTarget {
+                boxes: Tensor::from_slice(&[5.0f32, 5.0, 30.0, 40.0]).view([1, 4]),
+                labels: Tensor::from_slice(&[3i64]),
+            },
+            FrcnnTarget::empty(Device::Cpu),
+        ];
+        let e = m.forward_train(&imgs, &bad_label).unwrap_err().to_string();
+        assert!(e.contains("target 0") && e.contains("labels must be in 1..3"), "{e}");
+        let degenerate = [
+            FrcnnTarget::empty(Device::Cpu),
+            FrcnnTarget {
+                boxes: Tensor::from_slice(&[5.0f32, 5.0, 5.0, 40.0]).view([1, 4]),
+                labels: Tensor::from_slice(&[1i64]),
+            },
+        ];
+        let e = m.forward_train(&imgs, &degenerate).unwrap_err().to_string();
+        assert!(e.contains("target 1") && e.contains("positive width"), "{e}");
+        assert!(m.forward_train(&imgs, &targets[..1]).is_err());
     }
 
     #[test]

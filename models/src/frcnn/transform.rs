@@ -145,6 +145,18 @@ impl Transform {
         Ok(ImageBatch { tensors, image_sizes, original_sizes })
     }
 
+    /// Boxes `[N, 4]` on an `original` (`[h, w]`) image -> the same boxes on the image resized
+    /// to `resized`: x scaled by `w' / w`, y by `h' / h` (float32 ratios, as torchvision's
+    /// `resize_boxes` in training).
+    pub fn resize_boxes(boxes: &Tensor, original: [i64; 2], resized: [i64; 2]) -> Tensor {
+        let ratio_h = resized[0] as f32 / original[0] as f32;
+        let ratio_w = resized[1] as f32 / original[1] as f32;
+        let ratios = Tensor::from_slice(&[ratio_w, ratio_h, ratio_w, ratio_h])
+            .to_kind(boxes.kind())
+            .to_device(boxes.device());
+        boxes * ratios
+    }
+
     /// Boxes `[N, 4]` on an image resized to `resized` (`[h, w]`) -> boxes on the original
     /// `original` image: x scaled by `w / w'`, y by `h / h'` (float32 ratios, as torchvision).
     pub fn postprocess_boxes(boxes: &Tensor, resized: [i64; 2], original: [i64; 2]) -> Tensor {
