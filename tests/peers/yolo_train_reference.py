@@ -84,7 +84,9 @@ def main():
     def on_epoch_end(trainer):  # before validation
         state["train_s"] = time.perf_counter() - state["t0"]
 
-    def on_fit_epoch_end(trainer):  # after validation
+    def on_fit_epoch_end(trainer):  # after validation (ultralytics calls it again at the end)
+        if epochs and epochs[-1]["epoch"] == trainer.epoch + 1:
+            return
         m = trainer.metrics
         epochs.append(
             dict(
