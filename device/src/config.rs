@@ -13,10 +13,12 @@ use crate::DEFAULT_LISTEN;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the health/metrics server (and, later, the review screen). Loopback only
-    /// unless `[http] allow_non_loopback` says otherwise.
+    /// Address of the HTTP server (review screen, health, metrics). Loopback only unless
+    /// `[http]` names a TLS certificate and key.
     pub listen: String,
     pub http: HttpConfig,
+    /// Logins and sessions on the review screen.
+    pub review: ReviewConfig,
     pub ingest: IngestConfig,
     pub storage: StorageConfig,
     pub health: HealthConfig,
@@ -28,9 +30,46 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Listen on an address other than loopback. Off by default: until TLS and a login
-    /// exist (the review-screen work), the server must not be reachable from the network.
-    pub allow_non_loopback: bool,
+    /// TLS certificate chain (PEM). With `tls_key`, the server speaks HTTPS only, and may
+    /// then listen on a network address; without them it listens on loopback only.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl HttpConfig {
+    /// Whether TLS is configured (both files named).
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        }
+    }
+}
+
+/// Review-screen logins and sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// A session ends after this many seconds without a request.
+    pub session_idle_s: u64,
+    /// A session ends this many seconds after login, active or not.
+    pub session_max_s: u64,
+    /// Consecutive failed logins (per account and per client address) before a lockout.
+    pub login_max_failures: u32,
+    /// How long a lockout lasts.
+    pub login_lockout_s: u64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_s: 900,
+            session_max_s: 12 * 3600,
+            login_max_failures: 5,
+            login_lockout_s: 60,
+        }
+    }
 }
 
 /// Free space on the state directory, and what to do when it runs out.
@@ -89,6 +128,7 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
             http: HttpConfig::default(),
+            review: ReviewConfig::default(),
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             health: HealthConfig::default(),
@@ -132,6 +172,8 @@ pub enum ConfigError {
     Read { path: String, source: std::io::Error },
     #[error("invalid config {path}: {source}")]
     Parse { path: String, source: toml::de::Error },
+    #[error("invalid config {path}: [http] names {given} but not {missing}; TLS needs both")]
+    HalfTls { path: String, given: &'static str, missing: &'static str },
     #[error("cannot print config: {0}")]
     Print(#[from] toml::ser::Error),
 }
@@ -141,8 +183,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+        let config: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })?;
+        let half = |given, missing| ConfigError::HalfTls {
+            path: path.display().to_string(),
+            given,
+            missing,
+        };
+        match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(_), None) => Err(half("tls_cert", "tls_key")),
+            (None, Some(_)) => Err(half("tls_key", "tls_cert")),
+            _ => Ok(config),
+        }
     }
 
     /// The configuration as TOML (what `--print-config` shows).

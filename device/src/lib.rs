@@ -14,17 +14,23 @@
 //! - [`db`]: the SQLite log (schema, migrations, audit hash chain, status counts);
 //! - [`worker`]: the loop that ties them together, pausing when [`space`] runs short;
 //! - [`telemetry`]: health and metrics, served by [`http`] (`/healthz`, `/metrics`) and
-//!   reported to systemd by [`systemd`]; [`signals`] turns SIGTERM/SIGINT into a clean stop.
+//!   reported to systemd by [`systemd`]; [`signals`] turns SIGTERM/SIGINT into a clean stop;
+//! - [`review`]: the worklist, image records and reviewers' decisions behind the review
+//!   screen that [`http`] serves, with [`accounts`] for its logins;
+//! - [`export`]: the auditor export (CSV / JSON Lines carrying the audit head hash).
 
+pub mod accounts;
 pub mod analyzer;
 pub mod backend_libtorch;
 pub mod bundle_select;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod queue;
+pub mod review;
 pub mod signals;
 pub mod space;
 pub mod state_dir;
@@ -36,8 +42,8 @@ use std::path::PathBuf;
 
 /// Default state directory when none is given (systemd's StateDirectory=fractured).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fractured";
-/// The HTTP server (health, metrics, later the review screen) listens on loopback only
-/// unless configured otherwise.
+/// The HTTP server (review screen, health, metrics) listens on loopback only unless TLS is
+/// configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
 /// Flags shared by `fractured` and `fracturectl`.

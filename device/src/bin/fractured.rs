@@ -1,6 +1,7 @@
 //! `fractured`: the device daemon (ingest → queue → decode → analyze → log). A thin shell over
 //! [`fracture_device::worker`]: flags, configuration, logging, and the services around the
-//! loop — signals, the HTTP server (`/healthz`, `/metrics`), systemd notification.
+//! loop — signals, the HTTP server (review screen, `/healthz`, `/metrics`), systemd
+//! notification.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,8 +28,8 @@ struct Args {
     /// TOML configuration file (every key optional; see --print-config).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address of the HTTP server: /healthz, /metrics, later the review screen (default
-    /// 127.0.0.1:8470; loopback only unless the config sets [http] allow_non_loopback).
+    /// Address of the HTTP server: the review screen, /healthz, /metrics (default
+    /// 127.0.0.1:8470; loopback only unless the config sets [http] tls_cert and tls_key).
     #[arg(long)]
     listen: Option<String>,
     /// Print the effective configuration as TOML and exit.
@@ -90,8 +91,8 @@ fn main() -> anyhow::Result<()> {
     // The HTTP socket before the loop, so a taken port or a refused address fails the
     // start-up at once.
     let telemetry = worker.telemetry().clone();
-    let http =
-        HttpServer::start(&config.listen, config.http.allow_non_loopback, telemetry.clone())?;
+    let database = StateDir::at(state_dir).database;
+    let http = HttpServer::start(&config, &database, telemetry.clone())?;
     tracing::info!(
         state_dir = %state_dir.display(),
         listen = %http.local_addr(),

@@ -102,12 +102,48 @@ BEGIN
 END;
 "#;
 
+/// Version 2: the review screen's accounts and the decisions people record on images.
+const V2: &str = r#"
+CREATE TABLE users (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT    NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),
+    role         TEXT    NOT NULL CHECK (role IN ('reviewer', 'auditor', 'admin')),
+    -- a short numeric PIN (loopback logins only) or a password (any login)
+    secret_kind  TEXT    NOT NULL CHECK (secret_kind IN ('pin', 'password')),
+    -- argon2id, PHC string format
+    secret_hash  TEXT    NOT NULL,
+    disabled     INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_at   TEXT    NOT NULL
+);
+
+-- Every decision a person records; the newest one per finding counts, older ones are history.
+CREATE TABLE decisions (
+    id          INTEGER PRIMARY KEY,
+    image_id    INTEGER NOT NULL REFERENCES images(id),
+    finding_id  INTEGER REFERENCES findings(id),
+    kind        TEXT    NOT NULL
+                CHECK (kind IN ('accept', 'reject', 'missed', 'no_fracture', 'note')),
+    -- why a finding was rejected, a missed box's note, or a free-text note
+    text        TEXT,
+    -- a missed fracture's box, in the original image's pixels
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+    reviewer    TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL,
+    CHECK ((kind IN ('accept', 'reject')) = (finding_id IS NOT NULL)),
+    CHECK ((kind = 'missed') = (x1 IS NOT NULL AND y1 IS NOT NULL AND x2 IS NOT NULL
+                                AND y2 IS NOT NULL)),
+    CHECK (kind <> 'reject' OR length(text) > 0)
+);
+CREATE INDEX decisions_by_image ON decisions(image_id, id);
+CREATE INDEX decisions_by_finding ON decisions(finding_id, id);
+"#;
+
 /// All migrations, oldest first.
 pub fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)
 }
 
-const MIGRATIONS: &[M<'static>] = &[M::up(V1)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2)];
 
 /// The schema version this build writes and expects.
 pub const LATEST_VERSION: usize = MIGRATIONS.len();

@@ -1,7 +1,7 @@
 //! Which address the server may listen on. Loopback (127.0.0.0/8, ::1, `localhost`) is
-//! always allowed; anything else is refused unless the configuration sets
-//! `[http] allow_non_loopback = true`: the server has neither TLS nor a login yet, and the
-//! review screen it will carry shows radiographs.
+//! always allowed; a network address only with TLS configured (`[http] tls_cert` and
+//! `tls_key`): the review screen shows radiographs and takes logins, which must never cross
+//! a network in clear text.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,24 +12,25 @@ pub enum ListenError {
     )]
     Invalid { listen: String, reason: String },
     #[error(
-        "refusing to listen on {addr} (from {listen:?}): not a loopback address. The HTTP \
-         server has no TLS or login yet, so it listens on 127.0.0.1 / ::1 only; set \
-         `allow_non_loopback = true` under [http] in the configuration to override (trusted \
-         networks only)"
+        "refusing to listen on {addr} (from {listen:?}): not a loopback address, and no TLS \
+         is configured. The review screen shows radiographs and takes logins, so without TLS \
+         it listens on 127.0.0.1 / ::1 only. To serve it on the network, set `tls_cert` and \
+         `tls_key` (PEM files) under [http] in the configuration and create password \
+         accounts (`fracturectl user add NAME --role reviewer --password`)"
     )]
     NotLoopback { listen: String, addr: SocketAddr },
 }
 
 /// The address to bind: the first `listen` resolves to, every one of them loopback unless
-/// `allow_non_loopback`.
-pub fn resolve(listen: &str, allow_non_loopback: bool) -> Result<SocketAddr, ListenError> {
+/// `tls` is configured.
+pub fn resolve(listen: &str, tls: bool) -> Result<SocketAddr, ListenError> {
     let invalid = |reason: String| ListenError::Invalid { listen: listen.to_string(), reason };
     let addrs: Vec<SocketAddr> = match listen.parse::<SocketAddr>() {
         Ok(a) => vec![a],
         Err(_) => listen.to_socket_addrs().map_err(|e| invalid(e.to_string()))?.collect(),
     };
     let first = *addrs.first().ok_or_else(|| invalid("resolves to no address".into()))?;
-    if !allow_non_loopback && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+    if !tls && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
         return Err(ListenError::NotLoopback { listen: listen.to_string(), addr: *addr });
     }
     Ok(first)
@@ -48,8 +49,8 @@ mod tests {
         for refused in ["0.0.0.0:8470", "[::]:8470", "192.168.1.10:8470"] {
             let e = resolve(refused, false).expect_err(refused);
             assert!(matches!(e, ListenError::NotLoopback { .. }), "{refused}: {e}");
-            assert!(e.to_string().contains("allow_non_loopback"), "{e}");
-            assert!(resolve(refused, true).is_ok(), "{refused} allowed by config");
+            assert!(e.to_string().contains("tls_cert"), "{e}");
+            assert!(resolve(refused, true).is_ok(), "{refused} allowed with TLS");
         }
         for bad in ["", "8470", "127.0.0.1", "127.0.0.1:99999"] {
             assert!(matches!(resolve(bad, false), Err(ListenError::Invalid { .. })), "{bad:?}");

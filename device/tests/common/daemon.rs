@@ -21,8 +21,19 @@ impl Daemon {
     /// `fractured --state-dir STATE --listen 127.0.0.1:0 [--config CONFIG] ARGS...` with
     /// extra environment variables.
     pub fn spawn(state: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_on("127.0.0.1:0", state, config, args, env)
+    }
+
+    /// As [`Daemon::spawn`], listening on `listen`.
+    pub fn spawn_on(
+        listen: &str,
+        state: &Path,
+        config: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(FRACTURED);
-        cmd.arg("--state-dir").arg(state).args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("--state-dir").arg(state).args(["--listen", listen]);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -62,10 +73,10 @@ impl Daemon {
         }
     }
 
-    /// The HTTP server's address, from its "http listening ... addr=IP:PORT" log line.
+    /// The HTTP server's address, from its "http(s) listening ... addr=IP:PORT" log line.
     pub fn http_addr(&self) -> SocketAddr {
         let line = self
-            .wait_for_line("http listening", Duration::from_secs(30))
+            .wait_for_line("listening (review screen", Duration::from_secs(30))
             .unwrap_or_else(|| panic!("no http line in:\n{}", self.log()));
         let addr = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next());
         addr.and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
@@ -107,12 +118,13 @@ impl Drop for Daemon {
     }
 }
 
-/// A response: status code, headers (lower-case names), body.
+/// A response: status code, headers (lower-case names), body (as text and as bytes).
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -123,14 +135,37 @@ impl Response {
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
+    request(addr, method, path, &[], b"")
+}
+
+/// One HTTP/1.1 request with extra headers and a body (`Content-Length` added when the
+/// body is not empty).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("send");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send");
+    // The server may answer (413) and close before reading a large body.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head and body");
+    let bytes = raw[split + 4..].to_vec();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -141,7 +176,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Response { status, headers, body: body.to_string() }
+    Response { status, headers, body, bytes }
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {

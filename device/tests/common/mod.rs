@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod review;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
