@@ -854,13 +854,13 @@
     // model
     const m = im && im.model;
     $('model-info').textContent = !im ? '—' : m ? `${m.bundle_id} · ${m.version} · ${m.precision}` : 'no model';
-    $('model-info').title = m ? `backend ${m.backend}, device ${m.device}` : '';
+    $('model-info').title = m ? `backend ${m.backend}, bundle ${m.bundle_sha256}` : '';
     const meta = [];
     if (im) {
       meta.push(`${im.width}×${im.height} ${im.format || ''}`.trim(), fmtTime(im.created_at));
       const op = im.operating_points;
       if (op) meta.push(`suspicious ≥ ${fmtScore(op.suspicious)}, definite ≥ ${fmtScore(op.definite)}`);
-      if (m) meta.push(`${m.backend} on ${m.device}`);
+      if (m && m.backend) meta.push(m.backend);
       const t = im.timings || {};
       const ts = Object.keys(t).map((k) => `${k} ${Math.round(t[k])} ms`);
       if (ts.length) meta.push(ts.join(', '));
