@@ -240,15 +240,19 @@ fn a_reviewer_decides_in_a_real_browser_and_the_log_holds_exactly_that() {
     type_into(&tab, "#login-secret", "2468");
     click(&tab, "#login-submit");
     wait_js(&tab, "document.querySelectorAll('.wl-item').length === 7", "the worklist");
-    let listed = eval(&tab, "[...document.querySelectorAll('.wl-item')].map(e => +e.dataset.imageId)");
+    let listed =
+        eval(&tab, "[...document.querySelectorAll('.wl-item')].map(e => +e.dataset.imageId)");
     let listed: Vec<i64> = serde_json::from_value(listed).expect("ids");
     assert_eq!(listed, all.iter().map(|i| i.id).collect::<Vec<_>>());
-    assert!(eval(&tab, "document.getElementById('whoami').textContent").to_string().contains("alice"));
+    assert!(
+        eval(&tab, "document.getElementById('whoami').textContent").to_string().contains("alice")
+    );
 
     // Open the image with the most findings: every finding listed, every box drawn where
     // the database has it, the unverified label and the model identity shown.
     open_image(&tab, a.id, a.findings.len());
-    let ids = eval(&tab, "[...document.querySelectorAll('.finding')].map(e => +e.dataset.findingId)");
+    let ids =
+        eval(&tab, "[...document.querySelectorAll('.finding')].map(e => +e.dataset.findingId)");
     let ids: BTreeSet<i64> = serde_json::from_value(ids).expect("ids");
     assert_eq!(ids, a.findings.iter().map(|f| f.0).collect());
     assert_eq!(eval(&tab, "!document.getElementById('unverified-label').hidden"), true);
@@ -263,6 +267,26 @@ fn a_reviewer_decides_in_a_real_browser_and_the_log_holds_exactly_that() {
     let hidden = coloured_edge_share(&tab, view, &boxes);
     assert!(hidden.iter().all(|s| *s == 0.0), "overlay off leaves the image alone: {hidden:?}");
     click(&tab, "#overlay-toggle");
+
+    // Radiology-viewer keys: i inverts, space resets the view, 2 picks the bone window.
+    let info = || eval(&tab, "document.getElementById('view-info').textContent").to_string();
+    let pressed =
+        || eval(&tab, "document.getElementById('invert-btn').getAttribute('aria-pressed')");
+    click(&tab, "#viewer-canvas");
+    tab.press_key("i").expect("key i");
+    wait_js(
+        &tab,
+        "document.getElementById('invert-btn').getAttribute('aria-pressed') === 'true'",
+        "invert",
+    );
+    assert!(info().contains("inverted"), "{}", info());
+    tab.press_key("2").expect("key 2");
+    std::thread::sleep(Duration::from_millis(300));
+    let bone = info();
+    tab.press_key(" ").expect("key space");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pressed(), "false", "space resets invert");
+    assert_ne!(info(), bone, "space resets the window");
 
     // Accept the first finding, reject the second with a reason.
     let (f_accept, f_reject) = (a.findings[0].0, a.findings[1].0);
@@ -303,6 +327,24 @@ fn a_reviewer_decides_in_a_real_browser_and_the_log_holds_exactly_that() {
     open_image(&tab, blank.id, 0);
     click(&tab, "#confirm-negative");
     wait_db(&db_path, "SELECT count(*) FROM decisions WHERE kind = 'no_fracture'", 1);
+
+    // ArrowUp moves to the newer neighbour in the worklist.
+    tab.press_key("ArrowUp").expect("key up");
+    let above = all.iter().position(|i| i.id == blank.id).map(|p| p.checked_sub(1));
+    if let Some(Some(p)) = above {
+        let id = all[p].id;
+        wait_js(&tab, &format!("location.hash === '#image={id}'"), "ArrowUp");
+    } else {
+        // The blank image is the newest: ArrowDown moves to the next one instead.
+        tab.press_key("ArrowDown").expect("key down");
+        let id = all[1].id;
+        wait_js(&tab, &format!("location.hash === '#image={id}'"), "ArrowDown");
+    }
+
+    // Live update: an image arriving now appears in the open worklist by itself.
+    let late = root.join("capture").join("late.png");
+    image::GrayImage::from_pixel(200, 200, image::Luma([120])).save(&late).expect("late image");
+    wait_js(&tab, "document.querySelectorAll('.wl-item').length === 8", "the new image to appear");
 
     // The database holds exactly those four decisions, by alice.
     let db = Db::open_existing(&db_path).expect("db");
@@ -346,7 +388,9 @@ fn a_reviewer_decides_in_a_real_browser_and_the_log_holds_exactly_that() {
     assert!(head.rows > 0);
     let mut stmt = db
         .conn()
-        .prepare("SELECT action, json_extract(detail, '$.image_id') FROM audit WHERE actor = 'alice'")
+        .prepare(
+            "SELECT action, json_extract(detail, '$.image_id') FROM audit WHERE actor = 'alice'",
+        )
         .expect("q");
     let audit: Vec<(String, Option<i64>)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -154,6 +154,49 @@ fn access_rules_decisions_export_and_tamper_detection() {
     let head_now = fracture_device::db::audit::verify_audit_chain(db.conn()).expect("intact");
     assert_eq!(head_now.head, head);
 
+    // `fracturectl export` writes the same records as CSV, with the head of the chain that
+    // now ends at its own export row.
+    let csv_path = tmp.path().join("export.csv");
+    let out = Command::new(FRACTURECTL)
+        .arg("--state-dir")
+        .arg(&root)
+        .args(["export", "--from", "2000-01-01", "--to", "2999-12-31", "--format", "csv"])
+        .args(["--actor", "auditor-cli", "--out"])
+        .arg(&csv_path)
+        .output()
+        .expect("fracturectl export");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv_text = std::fs::read_to_string(&csv_path).expect("csv");
+    let (comment, table) = csv_text.split_once('\n').expect("comment line");
+    let head_after = fracture_device::db::audit::verify_audit_chain(db.conn()).expect("intact");
+    assert!(comment.starts_with("# fracture-export"), "{comment}");
+    assert!(comment.contains(&format!("audit_head={}", head_after.head)), "{comment}");
+    let mut reader = csv::Reader::from_reader(table.as_bytes());
+    let columns = reader.headers().expect("header").clone();
+    let col = |name: &str| columns.iter().position(|c| c == name).expect(name);
+    let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("rows");
+    let accepted: Vec<_> =
+        records.iter().filter(|r| &r[col("finding_id")] == finding.to_string().as_str()).collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(&accepted[0][col("decision")], "accept");
+    assert_eq!(&accepted[0][col("reviewer")], "alice");
+    assert_eq!(&accepted[0][col("bundle_id")], "demo-review-test");
+    let ids: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| &r[col("image_id")]).collect();
+    assert_eq!(ids.len(), 5, "every image in the range");
+    assert!(
+        !Command::new(FRACTURECTL)
+            .arg("--state-dir")
+            .arg(&root)
+            .args(["export", "--from", "2000-01-01", "--to", "2999-12-31", "--out"])
+            .arg(&csv_path)
+            .output()
+            .expect("fracturectl")
+            .status
+            .success(),
+        "an existing file is not overwritten without --force"
+    );
+
     // Logout ends the session.
     assert_eq!(alice.post("/api/logout", &json!({})).status, 204);
     assert_eq!(alice.get("/api/images").status, 401);
