@@ -24,6 +24,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Which installed bundle to run, where and how.
     pub model: crate::bundle_select::ModelConfig,
+    /// A V4L2 scanner as a second source beside the capture folder.
+    pub scanner: crate::scanner::ScannerConfig,
 }
 
 /// The HTTP server on `listen`.
@@ -133,6 +135,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             health: HealthConfig::default(),
             model: crate::bundle_select::ModelConfig::default(),
+            scanner: crate::scanner::ScannerConfig::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! DICOM) and hands them to an [`analyzer::Analyzer`]; `fracturectl` reads the same state.
 //!
 //! The modules, in the order data flows through them:
+//! - [`scanner`]: a V4L2 scanner (or a replay of frame files) writing captures into the
+//!   capture folder;
 //! - [`state_dir`]: the folders and database file under one state directory;
 //! - [`config`]: the TOML configuration and its safe defaults;
 //! - [`ingest`]: the capture folder (stability, rejection rules), archive/quarantine moves,
@@ -31,6 +33,7 @@ pub mod http;
 pub mod ingest;
 pub mod queue;
 pub mod review;
+pub mod scanner;
 pub mod signals;
 pub mod space;
 pub mod state_dir;

@@ -20,3 +20,11 @@ pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
     }
     Ok(stop)
 }
+
+/// Installs the SIGUSR1 handler (the scanner's capture trigger) and returns its flag:
+/// `systemctl kill -s USR1 fractured` captures the next frame.
+pub fn trigger_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let trigger = Arc::new(AtomicBool::new(false));
+    flag::register(signal_hook::consts::signal::SIGUSR1, trigger.clone())?;
+    Ok(trigger)
+}

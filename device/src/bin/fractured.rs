@@ -98,8 +98,22 @@ fn main() -> anyhow::Result<()> {
         listen = %http.local_addr(),
         "fractured running"
     );
+    let scanner = if config.scanner.enabled {
+        let trigger = signals::trigger_flag().context("installing the SIGUSR1 handler")?;
+        let capture = StateDir::at(state_dir).capture;
+        Some(fracture_device::scanner::spawn(&config.scanner, capture, stop.clone(), trigger)?)
+    } else {
+        None
+    };
     let notifier = Notifier::spawn(telemetry.clone(), stop.clone());
     let result = worker.run(&stop);
+    // The scanner sees the stop flag between frames; a device that sends no more frames
+    // must not hold up the exit, so its thread is joined only once it has ended.
+    if let Some(s) = scanner
+        && s.is_finished()
+    {
+        let _ = s.join();
+    }
     if let Some(n) = notifier {
         n.finish();
     }
