@@ -4,6 +4,8 @@
 pub mod commands;
 pub mod dataset;
 pub mod eda;
+pub mod eval;
 pub mod plot;
 pub mod synth;
 pub mod train;
+pub mod tune;

@@ -31,6 +31,9 @@ enum Command {
     Split(commands::split::SplitArgs),
     /// Train a detector (YOLO11 n/s/m/l/x) with checkpoints, curves and resume.
     Train(Box<commands::train::TrainArgs>),
+    /// Hyperparameter search (quasi-random trials, successive halving, optional k-fold) with a
+    /// resumable study store; workers on several machines share a PostgreSQL store.
+    Tune(Box<commands::tune::TuneArgs>),
     /// Run trained weights on images; boxes in original pixels as a table or JSON.
     Predict(commands::predict::PredictArgs),
     /// Package weights as a model bundle for the device (manifest + weights).
@@ -41,6 +44,9 @@ enum Command {
     Eda(commands::eda::EdaArgs),
     /// COCO-style detection metrics (the 12 stats, P/R/F1) from COCO json files.
     Metrics(commands::metrics::MetricsArgs),
+    /// Evaluate weights on a dataset split: mAP, P/R/F1, body parts, sizes, operating points.
+    #[command(long_about = commands::eval::LONG_ABOUT)]
+    Eval(Box<commands::eval::EvalArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,10 +68,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => commands::split::run_check(&args),
         Command::Split(args) => commands::split::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Tune(args) => commands::tune::run(&args),
         Command::Predict(args) => commands::predict::run(&args),
         Command::Export(args) => commands::export::run_export(&args),
         Command::Bundle(args) => commands::export::run_bundle(&args),
         Command::Eda(args) => commands::eda::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
     }
 }

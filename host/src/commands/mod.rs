@@ -2,9 +2,11 @@
 //! libraries. Nothing here holds logic other commands need.
 
 pub mod eda;
+pub mod eval;
 pub mod export;
 pub mod metrics;
 pub mod predict;
 pub mod split;
 pub mod synth;
 pub mod train;
+pub mod tune;

@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// Passes over the training images (default 100).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Stop after this many epochs but keep the learning-rate schedule (and mosaic closing)
+    /// of the full --epochs; `--resume` later continues past it. `fracture tune` trains its
+    /// trials in such steps.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
     /// Images per step (default 16, as in the study).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -229,6 +234,29 @@ fn check_settings(arch: &Arch, cfg: &TrainConfig) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let state = train(args)?;
+    let best = state.history.iter().find(|r| r.epoch == state.best_epoch);
+    let stopped = if state.epochs_done < state.config.epochs
+        && args.stop_after.is_some_and(|n| state.epochs_done >= n)
+    {
+        format!(" (--stop-after; {} to go with --resume)", state.config.epochs - state.epochs_done)
+    } else {
+        String::new()
+    };
+    println!(
+        "done: {} epochs{stopped}; best epoch {} (mAP50 {:.4}, mAP50-95 {:.4}); weights in {}",
+        state.epochs_done,
+        state.best_epoch,
+        best.map_or(0.0, |r| r.map50),
+        best.map_or(0.0, |r| r.map50_95),
+        args.out.join("weights").display()
+    );
+    Ok(())
+}
+
+/// Everything `fracture train` does but the final summary line: returns the run's state
+/// (what `fracture tune` calls for each trial).
+pub fn train(args: &TrainArgs) -> anyhow::Result<RunState> {
     let arch = arch(&args.arch)?;
     let mut cfg = config(args)?;
     check_settings(&arch, &cfg)?;
@@ -297,6 +325,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             run,
             init: args.init.clone(),
             resume: args.resume,
+            stop_after: args.stop_after,
             device,
             provenance,
         }
@@ -308,19 +337,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             run,
             init: args.init.clone(),
             resume: args.resume,
+            stop_after: args.stop_after,
             device,
             provenance,
         }
         .fit(&train, &val)?,
     };
-    let best = state.history.iter().find(|r| r.epoch == state.best_epoch);
-    println!(
-        "done: {} epochs; best epoch {} (mAP50 {:.4}, mAP50-95 {:.4}); weights in {}",
-        state.epochs_done,
-        state.best_epoch,
-        best.map_or(0.0, |r| r.map50),
-        best.map_or(0.0, |r| r.map50_95),
-        args.out.join("weights").display()
-    );
-    Ok(())
+    Ok(state)
 }

@@ -48,7 +48,7 @@ pub fn shape(n: usize) -> (u32, u32) {
 
 /// One tile: the image fitted into `TILE`×`TILE` (aspect kept, centred) with its boxes, or a
 /// gray tile when the image cannot be read. Returns the tile and whether the image was read.
-fn tile(path: &Path, boxes: &[PixelBox]) -> (RgbImage, bool) {
+pub(crate) fn tile(path: &Path, boxes: &[PixelBox]) -> (RgbImage, bool) {
     let mut out = RgbImage::from_pixel(TILE, TILE, BACKGROUND);
     let Ok(gray) = fracture_models::pixels::read_gray(path) else {
         return (out, false);

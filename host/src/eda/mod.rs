@@ -7,9 +7,12 @@
 //! - [`intensity`]: the numbers that need pixels (every image decoded, in parallel);
 //! - [`charts`]: one PNG per view;
 //! - [`grid`]: the example grid with boxes drawn;
-//! - [`report`]: the Markdown.
+//! - [`report`]: the Markdown;
+//! - [`embedding`]: with trained weights (`--weights`), the study's embedding analysis: PCA,
+//!   t-SNE and Isolation Forest outliers of per-image backbone features.
 
 pub mod charts;
+pub mod embedding;
 pub mod grid;
 pub mod intensity;
 pub mod report;
@@ -22,6 +25,7 @@ use serde::Serialize;
 use crate::dataset::Dataset;
 use crate::plot::PlotError;
 use charts::Figure;
+use embedding::{EmbeddingError, EmbeddingOptions, EmbeddingStats};
 use intensity::IntensityStats;
 use stats::DatasetStats;
 
@@ -31,17 +35,19 @@ pub const JSON_FILE: &str = "eda.json";
 pub const GRID_FILE: &str = "examples.png";
 
 /// Knobs of [`run_eda`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EdaOptions {
     /// Images in the example grid.
     pub grid_size: usize,
     /// Seed of the example grid's choice.
     pub seed: u64,
+    /// The embedding analysis, when trained weights are given.
+    pub embedding: Option<EmbeddingOptions>,
 }
 
 impl Default for EdaOptions {
     fn default() -> Self {
-        Self { grid_size: 16, seed: 0 }
+        Self { grid_size: 16, seed: 0, embedding: None }
     }
 }
 
@@ -57,6 +63,9 @@ pub struct EdaStats {
     pub example_grid: Vec<String>,
     /// The charts written, with what each shows.
     pub figures: Vec<Figure>,
+    /// The embedding analysis (`--weights`), when run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingStats>,
 }
 
 /// What [`run_eda`] wrote.
@@ -77,6 +86,8 @@ pub enum EdaError {
     Plot(#[from] PlotError),
     #[error("cannot serialise the EDA numbers: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("embedding analysis: {0}")]
+    Embedding(#[from] EmbeddingError),
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), EdaError> {
@@ -85,7 +96,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), EdaError> {
 
 /// Runs the whole EDA on a loaded dataset and writes charts, `eda.json` and `report.md` into
 /// `out` (created if needed). Decodes every image once for the intensity statistics, showing a
-/// progress bar on a terminal.
+/// progress bar on a terminal; with `options.embedding`, once more for the embeddings.
 pub fn run_eda(
     dataset: &Dataset,
     out: &Path,
@@ -117,12 +128,22 @@ pub fn run_eda(
         ),
     });
 
+    let embedding = match &options.embedding {
+        Some(opts) => {
+            let (stats, embedding_figures) = embedding::run(dataset, out, opts)?;
+            figures.extend(embedding_figures);
+            Some(stats)
+        }
+        None => None,
+    };
+
     let stats = EdaStats {
         root: dataset.root.display().to_string(),
         dataset: dataset_stats,
         intensity: Some(intensity),
         example_grid,
         figures,
+        embedding,
     };
     let json = out.join(JSON_FILE);
     write(&json, &serde_json::to_vec_pretty(&stats)?)?;
@@ -178,7 +199,7 @@ mod tests {
         std::fs::create_dir_all(&data)?;
         let ds = dataset_on_disk(&data)?;
         let out = dir.path().join("out");
-        let summary = run_eda(&ds, &out, &EdaOptions { grid_size: 4, seed: 3 })?;
+        let summary = run_eda(&ds, &out, &EdaOptions { grid_size: 4, seed: 3, embedding: None })?;
 
         let expected = [
             "class_balance.png",

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::EdaStats;
 use super::charts::Figure;
+use super::embedding::EmbeddingStats;
 use super::stats::{ByClass, Summary, percent};
 use crate::plot::tick;
 
@@ -191,11 +192,69 @@ pub fn render(stats: &EdaStats, figures: &[Figure]) -> String {
         md.push('\n');
     }
 
+    if let Some(e) = &stats.embedding {
+        embedding_section(&mut md, e);
+    }
+
     let _ = writeln!(md, "## Figures\n");
     for f in figures {
         let _ = writeln!(md, "### {}\n\n![{}]({})\n\n{}\n", f.title, f.title, f.file, f.caption);
     }
     md
+}
+
+/// The embedding analysis: model, PCA and t-SNE numbers, and the most outlying images.
+fn embedding_section(md: &mut String, e: &EmbeddingStats) {
+    let _ = writeln!(md, "## Embeddings\n");
+    let _ = writeln!(
+        md,
+        "Per-image features of `{}` ({}, average-pooled): PCA, t-SNE and Isolation Forest; every coordinate is in `{}`.\n",
+        cell(&e.weights),
+        e.layer,
+        e.csv
+    );
+    let _ = writeln!(md, "| quantity | value |\n|---|---|");
+    let ratio = |k: usize| e.pca_explained_variance_ratio.get(k).map_or(0.0, |r| 100.0 * r);
+    let rows = [
+        ("model", e.arch.clone()),
+        ("images embedded", e.images.to_string()),
+        ("unreadable images", e.unreadable.len().to_string()),
+        ("dimensions", e.dimensions.to_string()),
+        ("variance explained by PC1 / PC2", format!("{:.1}% / {:.1}%", ratio(0), ratio(1))),
+        (
+            "t-SNE perplexity / iterations / KL divergence",
+            format!(
+                "{} / {} / {:.3}",
+                tick(e.tsne_perplexity),
+                e.tsne_iterations,
+                e.tsne_kl_divergence
+            ),
+        ),
+        (
+            "Isolation Forest trees / subsample / seed",
+            format!("{} / {} / {}", e.isolation_forest_trees, e.isolation_forest_subsample, e.seed),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell(&v));
+    }
+    md.push('\n');
+    if !e.outliers.is_empty() {
+        let _ = writeln!(md, "| rank | image | body part | fractured | anomaly score |");
+        let _ = writeln!(md, "|---:|---|---|---|---:|");
+        for (k, o) in e.outliers.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.3} |",
+                k + 1,
+                cell(&o.image_id),
+                o.body_part,
+                if o.fractured { "yes" } else { "no" },
+                o.score
+            );
+        }
+        md.push('\n');
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +272,7 @@ mod tests {
             intensity: None,
             example_grid: vec![],
             figures: vec![],
+            embedding: None,
         };
         let figures = vec![Figure {
             file: "a.png".into(),

@@ -23,7 +23,7 @@ pub struct Sample {
 
 /// Augmentation hyperparameters (names and defaults as ultralytics' where they exist).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Probability of a 4-image mosaic.
     pub mosaic: f64,

@@ -144,6 +144,10 @@ pub struct Trainer<M: TrainableModel> {
     pub init: Option<PathBuf>,
     /// Continue `run` from its saved state.
     pub resume: bool,
+    /// Stop once this many epochs are done (of `cfg.epochs`), keeping the learning-rate
+    /// schedule of the full `cfg.epochs`; a later `resume` continues past it (`fracture tune`
+    /// trains in rungs this way). `None`: run to `cfg.epochs`.
+    pub stop_after: Option<usize>,
     /// Where the tensors live (CPU, or a CUDA device with a CUDA libtorch).
     pub device: Device,
     /// Free-form provenance written into the weights' metadata.
@@ -164,6 +168,11 @@ impl<M: TrainableModel> Trainer<M> {
     /// Trains on `train` and validates on `val` every epoch; returns the final state.
     pub fn fit(&self, train: &[Sample], val: &[Sample]) -> Result<RunState, TrainError> {
         self.cfg.validate()?;
+        if self.stop_after == Some(0) {
+            return Err(TrainError::Config(super::config::ConfigError::Invalid(
+                "stop_after must be at least 1".into(),
+            )));
+        }
         if train.is_empty() {
             return Err(TrainError::NoTrainingData);
         }
@@ -222,7 +231,8 @@ impl<M: TrainableModel> Trainer<M> {
         bar.set_length((self.cfg.epochs * nb) as u64);
         bar.set_position((state.epochs_done * nb) as u64);
 
-        for epoch in state.epochs_done..self.cfg.epochs {
+        let end = self.stop_after.map_or(self.cfg.epochs, |n| n.min(self.cfg.epochs));
+        for epoch in state.epochs_done..end {
             let started = Instant::now();
             bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.cfg.epochs));
             let mut sums = vec![0.0f64; loss_names.len()];

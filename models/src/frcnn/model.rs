@@ -171,6 +171,34 @@ impl FasterRcnn {
         self.fpn.forward(&c, train)
     }
 
+    /// Per-image embedding of `images` (each `[3, H, W]` float in `[0, 1]`, any sizes): the
+    /// ResNet50 body's last stage (C5, 2048 channels, stride 32) averaged over each image's own
+    /// region of the padded batch, after the eval transform. Call inside `tch::no_grad`.
+    pub fn embed(&self, images: &[Tensor]) -> Result<Tensor, FrcnnError> {
+        let batch = self.transform.batch(images, self.device)?;
+        let c = self.body.forward(&batch.tensors, false);
+        // [B, 2048, Hp/32, Wp/32]
+        let c5 = c.last().ok_or(FrcnnError::Config("the body returned no stages".into()))?;
+        let s = c5.size();
+        let pooled: Vec<Tensor> = batch
+            .image_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &[h, w])| {
+                // Every stride-2 step rounds up, so an h-row image covers ceil(h / 32) rows.
+                let (hc, wc) = (((h + 31) / 32).min(s[2]), ((w + 31) / 32).min(s[3]));
+                // [2048, hc, wc] -> [2048]
+                c5.get(i as i64).narrow(1, 0, hc).narrow(2, 0, wc).mean_dim(
+                    [1i64, 2].as_slice(),
+                    false,
+                    Kind::Float,
+                )
+            })
+            .collect();
+        // [B, 2048]
+        Ok(Tensor::stack(&pooled, 0))
+    }
+
     /// Eval forward of `images` (each `[3, H, W]` float in `[0, 1]`, any sizes) with every
     /// intermediate result.
     pub fn forward_eval_traced(&self, images: &[Tensor]) -> Result<FrcnnTrace, FrcnnError> {

@@ -142,6 +142,13 @@ impl FrcnnPredictor {
         &self.model
     }
 
+    /// Backbone embedding `[1, 2048]` (float32) of `image`, transformed exactly as for
+    /// detection (see [`FasterRcnn::embed`]).
+    pub fn embed(&self, image: &GrayF32) -> Result<Tensor, FrcnnPredictError> {
+        let x = Self::image_tensor(image);
+        Ok(tch::no_grad(|| self.model.embed(&[x]))?)
+    }
+
     /// `[3, H, W]` float input of a gray image (the value in all three channels).
     pub fn image_tensor(image: &GrayF32) -> Tensor {
         let (h, w) = (i64::from(image.height), i64::from(image.width));

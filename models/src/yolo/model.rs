@@ -34,6 +34,9 @@ enum Spec {
 /// `[from, repeats, module, args]`; `-1` is the previous layer.
 type Row = (&'static [i64], i64, Spec);
 
+/// Layers 0-10 of [`YOLO11`]: the backbone, ending in C2PSA at stride 32.
+pub const BACKBONE_LAYERS: usize = 11;
+
 /// `yolo11.yaml`, backbone (0-10) then head (11-23).
 const YOLO11: [Row; 24] = [
     (&[-1], 1, Spec::Conv { c: 64, k: 3, s: 2 }),  // 0 P1/2
@@ -228,6 +231,19 @@ impl Yolo {
         let feats: Vec<Tensor> =
             self.detect_from.iter().map(|&j| saved_output(&outs, j).shallow_clone()).collect();
         self.detect.forward(&feats, train)
+    }
+
+    /// Per-image embedding: the backbone's last block (layer 10, C2PSA, stride 32) averaged over
+    /// its spatial positions. `x` as for [`Yolo::forward_raw`]; batch norms in eval mode; run
+    /// inside `tch::no_grad`.
+    pub fn embed(&self, x: &Tensor) -> Tensor {
+        // Backbone layers read only the previous layer's output: a plain chain.
+        let mut y = x.shallow_clone();
+        for node in &self.nodes[..BACKBONE_LAYERS] {
+            y = node.layer.forward(&[&y], false);
+        }
+        // [B, C, H/32, W/32] -> [B, C] (float32 whatever the forward's precision)
+        y.mean_dim([2i64, 3].as_slice(), false, Kind::Float)
     }
 
     /// ultralytics' inference output `[B, 4 + nc, N]`: `cx, cy, w, h` in input pixels and

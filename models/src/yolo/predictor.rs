@@ -213,6 +213,14 @@ impl YoloPredictor {
         Ok(tch::no_grad(|| self.model.forward_inference(&x)))
     }
 
+    /// Backbone embedding `[1, C]` (float32) of `image`, preprocessed exactly as for
+    /// detection (see [`Yolo::embed`]).
+    pub fn embed(&self, image: &GrayF32) -> Result<Tensor, PredictError> {
+        let (x, _) = self.preprocess(image)?;
+        Yolo::check_input(&x)?;
+        Ok(tch::no_grad(|| self.model.embed(&x)))
+    }
+
     /// NMS and the mapping back to original pixels.
     pub fn postprocess(&self, pred: &Tensor, lb: &Letterbox) -> Result<Vec<Finding>, PredictError> {
         let dets = non_max_suppression(pred, &self.opts.nms)?;
