@@ -142,6 +142,11 @@ impl From<rusqlite::Error> for QueueError {
 /// Queues a file's content once. Known content is reported, not queued again, except a
 /// `failed` job, which is retried from the new file.
 pub fn enqueue(db: &mut Db, image: &NewImage<'_>) -> Result<Enqueued, QueueError> {
+    // Not durable against a power cut on its own: the file is still in capture/ then.
+    db.with_relaxed_sync(|db| enqueue_tx(db, image))
+}
+
+fn enqueue_tx(db: &mut Db, image: &NewImage<'_>) -> Result<Enqueued, QueueError> {
     let tx = db.conn_mut().transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_rfc3339();
     let source = image.source_path.to_string_lossy();
@@ -193,6 +198,11 @@ pub fn enqueue(db: &mut Db, image: &NewImage<'_>) -> Result<Enqueued, QueueError
 
 /// Moves the oldest queued job to running (atomically: two workers never get the same job).
 pub fn claim_next(db: &mut Db) -> Result<Option<ClaimedJob>, QueueError> {
+    // A claim lost in a power cut leaves the job queued: it runs again.
+    db.with_relaxed_sync(claim_next_tx)
+}
+
+fn claim_next_tx(db: &mut Db) -> Result<Option<ClaimedJob>, QueueError> {
     let tx = db.conn_mut().transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_rfc3339();
     let claimed: Option<(i64, i64, i64)> = tx
@@ -423,13 +433,16 @@ pub fn release_running(db: &mut Db) -> Result<u64, QueueError> {
     Ok(n as u64)
 }
 
-/// Where the job's source file went (archive/ or quarantine/), once moved.
-pub fn set_disposed(db: &Db, job_id: i64, path: &Path) -> Result<(), QueueError> {
-    db.conn().execute(
-        "UPDATE jobs SET disposed_path = ?2 WHERE id = ?1",
-        params![job_id, path.to_string_lossy()],
-    )?;
-    Ok(())
+/// Where the job's source file went (archive/ or quarantine/), once moved. Relaxed sync:
+/// the next result commit makes it durable.
+pub fn set_disposed(db: &mut Db, job_id: i64, path: &Path) -> Result<(), QueueError> {
+    db.with_relaxed_sync(|db| {
+        db.conn().execute(
+            "UPDATE jobs SET disposed_path = ?2 WHERE id = ?1",
+            params![job_id, path.to_string_lossy()],
+        )?;
+        Ok(())
+    })
 }
 
 /// Jobs waiting to run.

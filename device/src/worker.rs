@@ -817,7 +817,7 @@ impl<A: Analyzer> Worker<A> {
                 if reason.is_none() {
                     self.stats.archived += 1;
                 }
-                if let Err(e) = queue::set_disposed(&self.db, job_id, &to) {
+                if let Err(e) = queue::set_disposed(&mut self.db, job_id, &to) {
                     warn!(job_id, error = %e, "could not record where the file went");
                 }
             }

@@ -90,6 +90,26 @@ impl Db {
         &self.path
     }
 
+    /// Runs `f` with `synchronous=NORMAL`, then restores `FULL`. For commits whose loss in a
+    /// power cut is harmless: in WAL mode such a commit survives any process crash (a
+    /// SIGKILL included) and only a power cut before the next FULL commit (which syncs the
+    /// whole WAL, earlier commits with it) can lose it. The queue uses it for enqueueing
+    /// (the file is still in capture/ and is queued again), claiming (the job is still
+    /// queued) and recording where a file was moved; results and audit rows stay FULL.
+    pub fn with_relaxed_sync<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let set = |conn: &Connection, level: &str| {
+            conn.execute_batch(&format!("PRAGMA synchronous = {level}"))
+                .map_err(|e| E::from(DbError::Sqlite(e)))
+        };
+        set(&self.conn, "NORMAL")?;
+        let out = f(self);
+        set(&self.conn, "FULL")?;
+        out
+    }
+
     /// Records an error row (a failure that is not a job's own, or more detail on one).
     pub fn record_error(
         &self,
@@ -161,6 +181,21 @@ mod tests {
         assert_eq!(sync, 2, "FULL");
         drop(db);
         Db::open_existing(&path).expect("reopen");
+    }
+
+    #[test]
+    fn relaxed_sync_is_restored_to_full() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut db = Db::open(&tmp.path().join("t.sqlite3")).expect("open");
+        let level = |db: &Db| -> i64 {
+            db.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).expect("sync")
+        };
+        let inside = db.with_relaxed_sync(|db| Ok::<_, DbError>(level(db))).expect("relaxed");
+        assert_eq!(inside, 1, "NORMAL inside");
+        assert_eq!(level(&db), 2, "FULL after");
+        let failed = db.with_relaxed_sync(|_| Err::<(), _>(DbError::Invalid("x".into())));
+        assert!(failed.is_err());
+        assert_eq!(level(&db), 2, "FULL after an error too");
     }
 
     #[test]

@@ -58,6 +58,20 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         batch: usize,
     },
+    /// The bedside daemon's overhead beyond model inference: `fractured --once` on N phantoms
+    /// (16-bit PNG) with the demo bundle on the CPU; per-stage latency and throughput from its
+    /// SQLite log, vs the model alone (the `infer` stage). Needs `cargo build --release -p
+    /// fracture-host -p fracture-device`. Target: overhead ≤ 10% of the model's time.
+    Daemon {
+        #[arg(long, default_value_t = 200)]
+        images: usize,
+        /// Smallest phantom side in pixels (the phantom generator's default).
+        #[arg(long, default_value_t = 352)]
+        size_min: u32,
+        /// Largest phantom side in pixels.
+        #[arg(long, default_value_t = 480)]
+        size_max: u32,
+    },
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -351,14 +365,19 @@ fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `fracture` binary built next to this one.
-fn fracture_binary() -> anyhow::Result<PathBuf> {
+/// The binary `name` of `package`, built next to this one.
+fn sibling_binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("fracture");
+    let bin = exe.with_file_name(name);
     if !bin.exists() {
-        bail!("{} is missing: run `cargo build --release -p fracture-host` first", bin.display());
+        bail!("{} is missing: run `cargo build --release -p {package}` first", bin.display());
     }
     Ok(bin)
+}
+
+/// The `fracture` binary built next to this one.
+fn fracture_binary() -> anyhow::Result<PathBuf> {
+    sibling_binary("fracture", "fracture-host")
 }
 
 fn run_checked(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
@@ -483,5 +502,11 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Coco { images, runs } => coco(images, runs),
         Bench::Predict { passes, scale } => predict(passes, &scale),
+        Bench::Daemon { images, size_min, size_max } => fracture_e2e::daemon_bench::run(
+            &fracture_e2e::daemon_bench::DaemonBench { images, size_min, size_max },
+            &fracture_binary()?,
+            &sibling_binary("fractured", "fracture-device")?,
+            &workspace().join("demo/bundle"),
+        ),
     }
 }
