@@ -197,6 +197,16 @@ fn access_rules_decisions_export_and_tamper_detection() {
         "an existing file is not overwritten without --force"
     );
 
+    // Disabling an account ends its live sessions at once.
+    let out = Command::new(FRACTURECTL)
+        .arg("--state-dir")
+        .arg(&root)
+        .args(["user", "disable", "audrey"])
+        .output()
+        .expect("fracturectl user disable");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(audrey.get("/api/images").status, 401, "a disabled account's session ends");
+
     // Logout ends the session.
     assert_eq!(alice.post("/api/logout", &json!({})).status, 204);
     assert_eq!(alice.get("/api/images").status, 401);

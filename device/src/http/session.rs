@@ -4,7 +4,7 @@
 //! in number.
 //!
 //! [`Authed`] is the extractor every protected handler takes: it refuses a request without a
-//! live session (401) and, for any method other than GET/HEAD, one without the session's
+//! live session or whose account has been disabled since login (401) and, for any method other than GET/HEAD, one without the session's
 //! CSRF token (403).
 
 use std::collections::HashMap;
@@ -164,6 +164,14 @@ impl FromRequestParts<AppState> for Authed {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let token = cookie_token(parts).ok_or(ApiError::Unauthenticated)?;
         let session = app.review.sessions.touch(&token).ok_or(ApiError::Unauthenticated)?;
+        // An account disabled (or deleted) since login loses its sessions at once.
+        let user = session.user.clone();
+        let enabled =
+            app.review.with_db(move |db| Ok(crate::accounts::credentials(db, &user)?)).await?;
+        if enabled.is_none() {
+            app.review.sessions.remove_user(&session.user);
+            return Err(ApiError::Unauthenticated);
+        }
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
             if !constant_time_eq(sent, session.csrf.as_bytes()) {
