@@ -2,6 +2,7 @@
 //! the phantom generator, exploratory data analysis, and one module per subcommand.
 
 pub mod commands;
+pub mod compare;
 pub mod dataset;
 pub mod eda;
 pub mod eval;

@@ -47,6 +47,9 @@ enum Command {
     /// Evaluate weights on a dataset split: mAP, P/R/F1, body parts, sizes, operating points.
     #[command(long_about = commands::eval::LONG_ABOUT)]
     Eval(Box<commands::eval::EvalArgs>),
+    /// Compare training runs: the results table, fairness, learning curves and qualitative
+    /// figures as compare.md, a self-contained compare.html and compare.json.
+    Compare(Box<commands::compare::CompareArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,5 +78,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eda(args) => commands::eda::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Compare(args) => commands::compare::run(&args),
     }
 }
