@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod compare;
 pub mod dataset;
+pub mod detector_choice;
 pub mod eda;
 pub mod eval;
 pub mod plot;

@@ -3,15 +3,15 @@
 //! latency, curves — as JSON, optionally written into a model bundle. The logic is in
 //! [`crate::eval`]; this is the command line and the choice of detector.
 
+use crate::detector_choice::{Choice, Family};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use fracture_models::compute_device::parse_device;
 use fracture_models::detector::Detector;
-use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
+use fracture_models::frcnn::{FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
-use fracture_models::weights_file;
-use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
+use fracture_models::yolo::{PredictOptions, YoloPredictor};
 
 use crate::eval::coco_files::write_json;
 use crate::eval::operating_points::Targets;
@@ -165,16 +165,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         (None, None) => PathBuf::from(format!("eval-{}", args.split.name())),
     };
 
-    let file_arch = weights_file::read_meta(&weights)?.map(|m| m.arch);
-    let is_frcnn = |a: &str| a == frcnn::ARCH;
-    let frcnn =
-        file_arch.as_deref().is_some_and(is_frcnn) || args.arch.as_deref().is_some_and(is_frcnn);
-    if let (Some(file), Some(asked)) = (&file_arch, &args.arch)
-        && file != asked
-    {
-        bail!("{}: the file says {file} but --arch {asked} was given", weights.display());
-    }
-    let arch = file_arch.or_else(|| args.arch.clone()).unwrap_or_default();
+    let resolved = choice(args, &weights).resolve()?;
+    let frcnn = resolved.family == Family::Frcnn;
+    let arch = resolved.arch.unwrap_or_default();
     let settings = Settings {
         conf: args.conf,
         iou: args.iou.unwrap_or(if frcnn { 0.5 } else { 0.7 }),
@@ -253,17 +246,12 @@ fn note_run_split(weights: &Path) {
     }
 }
 
+fn choice<'a>(args: &'a EvalArgs, weights: &'a Path) -> Choice<'a> {
+    Choice { weights, arch: args.arch.as_deref(), nc: args.nc }
+}
+
 fn yolo_predictor(args: &EvalArgs, weights: &Path, s: &Settings) -> anyhow::Result<YoloPredictor> {
-    let spec = match (&args.arch, args.nc) {
-        (Some(arch), Some(nc)) => {
-            let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
-            if nc < 1 {
-                bail!("--nc {nc}: a detector needs at least one class");
-            }
-            Some(ArchSpec { scale, num_classes: nc })
-        }
-        _ => None,
-    };
+    let spec = choice(args, weights).yolo_spec()?;
     let opts = PredictOptions {
         imgsz: args.imgsz,
         rect: true,
@@ -280,11 +268,7 @@ fn frcnn_predictor(
     weights: &Path,
     s: &Settings,
 ) -> anyhow::Result<FrcnnPredictor> {
-    let classes = match args.nc {
-        Some(nc) if nc < 1 => bail!("--nc {nc}: a detector needs at least one class"),
-        Some(nc) => Some((1..=nc).map(|i| i.to_string()).collect()),
-        None => None,
-    };
+    let classes = choice(args, weights).frcnn_classes();
     let opts = FrcnnPredictOptions {
         score_thresh: f64::from(s.conf),
         nms_thresh: s.iou,

@@ -2,17 +2,17 @@
 //! pixels — a table for people, or JSON (`--json`) for programs. An image that cannot be read
 //! is reported and skipped; the exit status says whether every image was processed.
 
+use crate::detector_choice::{Choice, Family};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
 use fracture_models::compute_device::parse_device;
 use fracture_models::detector::{Detector, Finding};
-use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
+use fracture_models::frcnn::{FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
-use fracture_models::weights_file;
-use fracture_models::yolo::{ArchSpec, Precision, PredictOptions, Scale, YoloPredictor};
+use fracture_models::yolo::{Precision, PredictOptions, YoloPredictor};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -107,30 +107,19 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
-    let file_arch = weights_file::read_meta(&args.weights)?.map(|m| m.arch);
-    let is_frcnn = |a: &str| a == frcnn::ARCH;
-    if file_arch.as_deref().is_some_and(is_frcnn) || args.arch.as_deref().is_some_and(is_frcnn) {
-        if let (Some(file), Some(asked)) = (&file_arch, &args.arch)
-            && file != asked
-        {
-            bail!("{}: the file says {file} but --arch {asked} was given", args.weights.display());
-        }
-        return predict_all(&frcnn_predictor(args)?, args);
+    let choice = choice(args);
+    match choice.family()? {
+        Family::Frcnn => predict_all(&frcnn_predictor(args)?, args),
+        Family::Yolo => predict_all(&yolo_predictor(args)?, args),
     }
-    predict_all(&yolo_predictor(args)?, args)
+}
+
+fn choice(args: &PredictArgs) -> Choice<'_> {
+    Choice { weights: &args.weights, arch: args.arch.as_deref(), nc: args.nc }
 }
 
 fn yolo_predictor(args: &PredictArgs) -> anyhow::Result<YoloPredictor> {
-    let spec = match (&args.arch, args.nc) {
-        (Some(arch), Some(nc)) => {
-            let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
-            if nc < 1 {
-                bail!("--nc {nc}: a detector needs at least one class");
-            }
-            Some(ArchSpec { scale, num_classes: nc })
-        }
-        _ => None,
-    };
+    let spec = choice(args).yolo_spec()?;
     let opts = PredictOptions {
         imgsz: args.imgsz,
         rect: !args.square,
@@ -151,11 +140,7 @@ fn frcnn_predictor(args: &PredictArgs) -> anyhow::Result<FrcnnPredictor> {
     if args.precision != Precision::Fp32 {
         bail!("--precision {}: Faster R-CNN predicts in fp32 only", args.precision.name());
     }
-    let classes = match args.nc {
-        Some(nc) if nc < 1 => bail!("--nc {nc}: a detector needs at least one class"),
-        Some(nc) => Some((1..=nc).map(|i| i.to_string()).collect()),
-        None => None,
-    };
+    let classes = choice(args).frcnn_classes();
     let opts = FrcnnPredictOptions {
         score_thresh: f64::from(args.conf),
         nms_thresh: args.iou,

@@ -5,12 +5,12 @@
 //! [`fracture_models::frcnn::FasterRcnn::embed`]). The weights file says which detector it
 //! holds; a plain state_dict needs `arch` and `nc`, as for `fracture predict`.
 
+use crate::detector_choice::{Choice, Family};
 use std::path::PathBuf;
 
 use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::pixels::{GrayF32, read_gray};
-use fracture_models::weights_file;
-use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
+use fracture_models::yolo::{PredictOptions, YoloPredictor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -53,26 +53,10 @@ impl Embedder {
     /// says so, else YOLO11.
     pub fn load(spec: &ModelSpec) -> Result<Self, EmbeddingError> {
         let path = &spec.weights;
-        let file_arch = weights_file::read_meta(path)?.map(|m| m.arch);
-        let is_frcnn = |a: &str| a == frcnn::ARCH;
-        if let (Some(file), Some(asked)) = (&file_arch, &spec.arch)
-            && file != asked
-        {
-            return Err(EmbeddingError::Arch(format!(
-                "{}: the file says {file} but --arch {asked} was given",
-                path.display()
-            )));
-        }
-        if let Some(nc) = spec.nc
-            && nc < 1
-        {
-            return Err(EmbeddingError::Arch(format!(
-                "--nc {nc}: a detector needs at least one class"
-            )));
-        }
-        if file_arch.as_deref().is_some_and(is_frcnn) || spec.arch.as_deref().is_some_and(is_frcnn)
-        {
-            let classes = spec.nc.map(|nc| (1..=nc).map(|i| i.to_string()).collect());
+        let choice = Choice { weights: path, arch: spec.arch.as_deref(), nc: spec.nc };
+        let resolved = choice.resolve().map_err(|e| EmbeddingError::Arch(e.to_string()))?;
+        if resolved.family == Family::Frcnn {
+            let classes = choice.frcnn_classes();
             let opts = FrcnnPredictOptions {
                 min_size: spec.imgsz.map(i64::from),
                 max_size: spec.imgsz.map(i64::from),
@@ -82,20 +66,12 @@ impl Embedder {
             let network = Network::Frcnn(Box::new(FrcnnPredictor::load(path, classes, opts)?));
             return Ok(Embedder { network, arch: frcnn::ARCH.into() });
         }
-        let arch_spec = match (&spec.arch, spec.nc) {
-            (Some(arch), Some(nc)) => {
-                let scale: Scale = arch
-                    .parse()
-                    .map_err(|e| EmbeddingError::Arch(format!("--arch {arch}: {e}")))?;
-                Some(ArchSpec { scale, num_classes: nc })
-            }
-            _ => None,
-        };
+        let arch_spec = choice.yolo_spec().map_err(|e| EmbeddingError::Arch(e.to_string()))?;
         let opts =
             PredictOptions { imgsz: spec.imgsz, device: spec.device, ..PredictOptions::default() };
         let network = Network::Yolo(Box::new(YoloPredictor::load(path, arch_spec, opts)?));
         // Loading succeeded, so the file or --arch named the architecture.
-        let arch = file_arch.or_else(|| spec.arch.clone()).unwrap_or_else(|| "yolo11".into());
+        let arch = resolved.arch.unwrap_or_else(|| "yolo11".into());
         Ok(Embedder { network, arch })
     }
 
@@ -175,8 +151,8 @@ pub fn embed_dataset(
 mod tests {
     use super::*;
     use fracture_models::frcnn::{FasterRcnn, FrcnnConfig};
-    use fracture_models::weights_file::WeightsMeta;
-    use fracture_models::yolo::{Yolo, YoloConfig};
+    use fracture_models::weights_file::{self, WeightsMeta};
+    use fracture_models::yolo::{Scale, Yolo, YoloConfig};
     use tch::nn::VarStore;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
