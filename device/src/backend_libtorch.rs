@@ -1,11 +1,16 @@
-//! The libtorch backend: runs a bundle's YOLO11 weights with `tch` (CPU, or CUDA with a CUDA
-//! libtorch) through the same predictor as `fracture predict`, so the device computes exactly
-//! what the host measured. Findings at or above the bundle's `suspicious` threshold are
-//! reported; those at or above `definite` are marked definite.
+//! The libtorch backend: runs a bundle's YOLO11 or Faster R-CNN weights with `tch` (CPU, or
+//! CUDA with a CUDA libtorch) through the same predictors as `fracture predict`, so the device
+//! computes exactly what the host measured. Findings at or above the bundle's `suspicious`
+//! threshold are reported; those at or above `definite` are marked definite.
+//!
+//! YOLO's timings split into `preprocess`, `infer` (the forward pass) and `nms`; Faster
+//! R-CNN's transform, RPN, RoI heads and post-processing run as one `infer` stage.
 
 use std::time::Instant;
 
 use fracture_models::bundle::{Bundle, OperatingPoints};
+use fracture_models::detector::{Detector, Finding as Found};
+use fracture_models::frcnn::{self, FrcnnPredictError, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::GrayF32;
 use fracture_models::yolo::{Precision, PredictError, PredictOptions, YoloPredictor};
@@ -27,11 +32,25 @@ pub enum BackendError {
         #[source]
         source: PredictError,
     },
+    #[error("bundle {bundle}: {source}")]
+    LoadFrcnn {
+        bundle: String,
+        #[source]
+        source: FrcnnPredictError,
+    },
+    #[error("bundle {bundle}: {arch} runs in fp32 only (asked for {precision})")]
+    Precision { bundle: String, arch: String, precision: String },
+}
+
+/// The network a bundle holds.
+enum Network {
+    Yolo(Box<YoloPredictor>),
+    Frcnn(Box<FrcnnPredictor>),
 }
 
 /// A loaded, warmed-up model.
 pub struct LibtorchAnalyzer {
-    predictor: YoloPredictor,
+    network: Network,
     identity: ModelIdentity,
     classes: Vec<String>,
     points: OperatingPoints,
@@ -46,26 +65,49 @@ impl LibtorchAnalyzer {
         precision: Precision,
     ) -> Result<Self, BackendError> {
         let m = &bundle.manifest;
-        if !m.arch.starts_with("yolo11") {
+        let network = if m.arch.starts_with("yolo11") {
+            let opts = PredictOptions {
+                imgsz: Some(m.imgsz),
+                rect: true,
+                nms: NmsConfig {
+                    conf: m.operating_points.suspicious,
+                    iou: m.nms_iou,
+                    max_det: m.max_det,
+                    ..NmsConfig::default()
+                },
+                device,
+                precision,
+            };
+            let load_err = |source| BackendError::Load { bundle: m.bundle_id.clone(), source };
+            Network::Yolo(Box::new(
+                YoloPredictor::load(&bundle.weights(), None, opts).map_err(load_err)?,
+            ))
+        } else if m.arch == frcnn::ARCH {
+            if precision != Precision::Fp32 {
+                return Err(BackendError::Precision {
+                    bundle: m.bundle_id.clone(),
+                    arch: m.arch.clone(),
+                    precision: precision.name().to_string(),
+                });
+            }
+            // The resize rule comes from the weights' own metadata (what it trained with).
+            let opts = FrcnnPredictOptions {
+                score_thresh: f64::from(m.operating_points.suspicious),
+                nms_thresh: m.nms_iou,
+                detections_per_img: i64::try_from(m.max_det).unwrap_or(i64::MAX),
+                device,
+                ..FrcnnPredictOptions::default()
+            };
+            let load_err = |source| BackendError::LoadFrcnn { bundle: m.bundle_id.clone(), source };
+            Network::Frcnn(Box::new(
+                FrcnnPredictor::load(&bundle.weights(), None, opts).map_err(load_err)?,
+            ))
+        } else {
             return Err(BackendError::Arch { bundle: m.bundle_id.clone(), arch: m.arch.clone() });
-        }
-        let opts = PredictOptions {
-            imgsz: Some(m.imgsz),
-            rect: true,
-            nms: NmsConfig {
-                conf: m.operating_points.suspicious,
-                iou: m.nms_iou,
-                max_det: m.max_det,
-                ..NmsConfig::default()
-            },
-            device,
-            precision,
         };
-        let load_err = |source| BackendError::Load { bundle: m.bundle_id.clone(), source };
-        let predictor = YoloPredictor::load(&bundle.weights(), None, opts).map_err(load_err)?;
         let backend = if device == Device::Cpu { "libtorch-cpu" } else { "libtorch-cuda" };
         let analyzer = Self {
-            predictor,
+            network,
             identity: ModelIdentity {
                 bundle_id: m.bundle_id.clone(),
                 bundle_sha256: bundle.sha256.clone(),
@@ -90,17 +132,14 @@ impl Analyzer for LibtorchAnalyzer {
     }
 
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {
-        let fail = |e: PredictError| AnalyzeError {
-            message: format!("inference failed: {e}"),
-            source: Some(Box::new(e)),
+        let (found, timings) = match &self.network {
+            Network::Yolo(p) => yolo_stages(p, image)?,
+            Network::Frcnn(p) => {
+                let t0 = Instant::now();
+                let found = p.detect(image).map_err(fail)?;
+                (found, vec![StageTiming::new("infer", t0.elapsed())])
+            }
         };
-        let t0 = Instant::now();
-        let (x, lb) = self.predictor.preprocess(image).map_err(fail)?;
-        let t1 = Instant::now();
-        let pred = self.predictor.forward(&x).map_err(fail)?;
-        let t2 = Instant::now();
-        let found = self.predictor.postprocess(&pred, &lb).map_err(fail)?;
-        let t3 = Instant::now();
         let findings = found
             .into_iter()
             .map(|f| Finding {
@@ -122,13 +161,30 @@ impl Analyzer for LibtorchAnalyzer {
                 },
             })
             .collect();
-        Ok(Analysis {
-            findings,
-            timings: vec![
-                StageTiming::new("preprocess", t1 - t0),
-                StageTiming::new("infer", t2 - t1),
-                StageTiming::new("nms", t3 - t2),
-            ],
-        })
+        Ok(Analysis { findings, timings })
     }
+}
+
+fn fail<E: std::error::Error + Send + Sync + 'static>(e: E) -> AnalyzeError {
+    AnalyzeError { message: format!("inference failed: {e}"), source: Some(Box::new(e)) }
+}
+
+/// YOLO in its three timed stages.
+fn yolo_stages(
+    p: &YoloPredictor,
+    image: &GrayF32,
+) -> Result<(Vec<Found>, Vec<StageTiming>), AnalyzeError> {
+    let t0 = Instant::now();
+    let (x, lb) = p.preprocess(image).map_err(fail)?;
+    let t1 = Instant::now();
+    let pred = p.forward(&x).map_err(fail)?;
+    let t2 = Instant::now();
+    let found = p.postprocess(&pred, &lb).map_err(fail)?;
+    let t3 = Instant::now();
+    let timings = vec![
+        StageTiming::new("preprocess", t1 - t0),
+        StageTiming::new("infer", t2 - t1),
+        StageTiming::new("nms", t3 - t2),
+    ];
+    Ok((found, timings))
 }

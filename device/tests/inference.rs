@@ -12,7 +12,8 @@ use std::process::Command;
 
 use common::State;
 use fracture_models::bundle::{Bundle, Manifest, OperatingPoints};
-use fracture_models::detector::Detector;
+use fracture_models::detector::{Detector, Finding as Found};
+use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::weights_file::{self, WeightsMeta};
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
@@ -72,17 +73,13 @@ fn run_once(state: &State) -> String {
     err
 }
 
-#[test]
-fn logged_findings_equal_the_predictor_on_the_same_files() {
-    let state = State::new();
-    let bundle = make_bundle(state.tmp.path(), &state.root.join("bundles"));
-    let sizes = [(320, 320), (400, 300), (256, 384)];
+/// Writes textured images of `sizes` into capture/ and returns what `predictor` finds on
+/// each (read back from the file, as the daemon reads it).
+fn stage_images<D: Detector>(state: &State, predictor: &D, sizes: &[(u32, u32)]) -> Vec<Vec<Found>>
+where
+    D::Error: std::fmt::Debug,
+{
     let mut expected = Vec::new();
-    let opts = PredictOptions {
-        nms: NmsConfig { conf: POINTS.suspicious, ..NmsConfig::default() },
-        ..PredictOptions::default()
-    };
-    let predictor = YoloPredictor::load(&bundle.weights(), None, opts).expect("predictor");
     for (i, &(w, h)) in sizes.iter().enumerate() {
         let img = textured(w, h, i as u32);
         let path = state.tmp.path().join(format!("scan{i}.png"));
@@ -92,8 +89,12 @@ fn logged_findings_equal_the_predictor_on_the_same_files() {
         std::fs::copy(&path, state.capture().join(format!("scan{i}.png"))).expect("copy");
     }
     assert!(expected.iter().all(|e| !e.is_empty()), "the weights must find something to compare");
-    run_once(&state);
+    expected
+}
 
+/// The findings logged for each staged image equal `expected`, with the bundle's identity on
+/// every run; returns the timing stages logged.
+fn check_logged(state: &State, bundle: &Bundle, expected: &[Vec<Found>]) -> Vec<String> {
     let db = state.db();
     let conn = db.conn();
     for (i, want) in expected.iter().enumerate() {
@@ -122,7 +123,9 @@ fn logged_findings_equal_the_predictor_on_the_same_files() {
             .collect::<Result<_, _>>()
             .expect("rows");
         assert_eq!(got.len(), want.len(), "{name}: finding count");
-        for (g, f) in got.iter().zip(want) {
+        let mut want = want.clone();
+        want.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for (g, f) in got.iter().zip(&want) {
             // Same code, same input bits: equal up to the f32 -> REAL round trip.
             for (a, b) in [(g.0, f.x1), (g.1, f.y1), (g.2, f.x2), (g.3, f.y2), (g.4, f.score)] {
                 assert!((a - f64::from(b)).abs() < 1e-5, "{name}: {g:?} vs {f:?}");
@@ -132,16 +135,65 @@ fn logged_findings_equal_the_predictor_on_the_same_files() {
             assert_eq!(g.6, op);
         }
     }
-    let stages: Vec<String> = conn
-        .prepare("SELECT DISTINCT stage FROM timings ORDER BY stage")
+    conn.prepare("SELECT DISTINCT stage FROM timings ORDER BY stage")
         .expect("prepare")
         .query_map([], |r| r.get(0))
         .expect("query")
         .collect::<Result<_, _>>()
-        .expect("rows");
+        .expect("stages")
+}
+
+#[test]
+fn logged_findings_equal_the_predictor_on_the_same_files() {
+    let state = State::new();
+    let bundle = make_bundle(state.tmp.path(), &state.root.join("bundles"));
+    let opts = PredictOptions {
+        nms: NmsConfig { conf: POINTS.suspicious, ..NmsConfig::default() },
+        ..PredictOptions::default()
+    };
+    let predictor = YoloPredictor::load(&bundle.weights(), None, opts).expect("predictor");
+    let expected = stage_images(&state, &predictor, &[(320, 320), (400, 300), (256, 384)]);
+    run_once(&state);
+    let stages = check_logged(&state, &bundle, &expected);
     for s in ["infer", "nms", "preprocess"] {
         assert!(stages.iter().any(|x| x == s), "no {s} timing in {stages:?}");
     }
+}
+
+/// A Faster R-CNN bundle (random weights with our metadata, trained-size 128/160) runs in
+/// the daemon exactly as `FrcnnPredictor` runs on the host.
+#[test]
+fn a_faster_rcnn_bundle_is_analysed_like_the_host_predictor() {
+    let state = State::new();
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _model =
+        FasterRcnn::new(&vs.root(), &FrcnnConfig::new(2).with_sizes(128, 160)).expect("model");
+    let tensors: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    let mut meta = WeightsMeta {
+        arch: fracture_models::frcnn::ARCH.into(),
+        classes: vec!["fracture".into()],
+        imgsz: 160,
+        extra: Default::default(),
+    };
+    meta.extra.insert("min_size".into(), "128".into());
+    meta.extra.insert("max_size".into(), "160".into());
+    let w = state.tmp.path().join("frcnn.safetensors");
+    weights_file::save(&w, &tensors, &meta).expect("save");
+    let manifest = Manifest::for_weights("test-frcnn", &meta, POINTS);
+    assert_eq!((manifest.nms_iou, manifest.max_det), (0.5, 100));
+    let bundle =
+        Bundle::write(&state.root.join("bundles").join("frcnn"), &w, manifest).expect("bundle");
+    let opts = FrcnnPredictOptions {
+        score_thresh: f64::from(POINTS.suspicious),
+        ..FrcnnPredictOptions::default()
+    };
+    let predictor = FrcnnPredictor::load(&bundle.weights(), None, opts).expect("predictor");
+    let expected = stage_images(&state, &predictor, &[(160, 160), (200, 150)]);
+    let log = run_once(&state);
+    assert!(log.contains("model loaded"), "{log}");
+    let stages = check_logged(&state, &bundle, &expected);
+    assert!(stages.iter().any(|x| x == "infer"), "{stages:?}");
 }
 
 #[test]

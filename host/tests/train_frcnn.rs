@@ -2,7 +2,8 @@
 //! (min/max size 128/160, batch 2, few proposals): a one-epoch run started from an ImageNet-
 //! style ResNet50 state_dict (`--init`, partial: the body only) writes every artefact with
 //! torchvision tensor names and our metadata, keeps the frozen stem at its initial values,
-//! resumes to a second epoch, and its weights predict through `fracture predict`.
+//! resumes to a second epoch, its weights predict through `fracture predict`, and it exports
+//! to a bundle the daemon runs.
 //!
 //! One libtorch thread: the test shares two cores with other jobs, and OpenMP threads that
 //! outnumber the free cores make every Faster R-CNN step several times slower.
@@ -180,4 +181,22 @@ fn frcnn_trains_from_a_resnet50_resumes_and_predicts() {
         assert_eq!(b["label"], "fracture");
         assert!(b["x2"].as_f64().unwrap() <= first["width"].as_f64().unwrap() + 1e-3);
     }
+
+    // ... and export to a bundle the daemon can run: Faster R-CNN's post-processing
+    // (NMS 0.5, 100 boxes), the training sizes kept in the weights' metadata.
+    let bundle = tmp.path().join("frcnn-bundle");
+    let text = fracture(&[
+        "export",
+        "--weights",
+        best.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(text.contains("frcnn-r50-fpn-v2"), "{text}");
+    let b = fracture_models::bundle::Bundle::open(&bundle).unwrap();
+    assert_eq!((b.manifest.nms_iou, b.manifest.max_det), (0.5, 100));
+    assert_eq!(b.manifest.preprocessing.resize, "min-max");
+    let bundled = fracture_models::weights_file::read_meta(&b.weights()).unwrap().unwrap();
+    assert_eq!(bundled.extra["min_size"], "128");
+    fracture(&["bundle", "verify", bundle.to_str().unwrap()]);
 }

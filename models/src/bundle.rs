@@ -22,7 +22,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// How an image becomes the network's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
-    /// `letterbox`: aspect kept, gray padding (ultralytics); the only kind for YOLO.
+    /// `letterbox`: aspect kept, gray padding (ultralytics; YOLO); `min-max`: torchvision's
+    /// resize rule (Faster R-CNN).
     pub resize: String,
     /// Pad value on the [0, 1] scale (114/255 for ultralytics models).
     pub pad_value: f32,
@@ -191,8 +192,27 @@ impl Bundle {
 }
 
 impl Manifest {
-    /// A manifest for weights described by `meta`, with ultralytics' preprocessing.
+    /// A manifest for weights described by `meta`: ultralytics' letterbox and NMS for YOLO11,
+    /// torchvision's resize rule and post-processing (NMS 0.5, 100 boxes) for Faster R-CNN.
     pub fn for_weights(bundle_id: &str, meta: &WeightsMeta, points: OperatingPoints) -> Self {
+        if meta.arch == crate::frcnn::ARCH {
+            return Self {
+                preprocessing: Preprocessing {
+                    // GeneralizedRCNNTransform: short side to min_size, long side capped at
+                    // max_size (the weights' metadata), normalisation inside the network.
+                    resize: "min-max".into(),
+                    pad_value: 0.0,
+                    scale: "unit".into(),
+                },
+                nms_iou: 0.5,
+                max_det: 100,
+                ..Self::yolo(bundle_id, meta, points)
+            };
+        }
+        Self::yolo(bundle_id, meta, points)
+    }
+
+    fn yolo(bundle_id: &str, meta: &WeightsMeta, points: OperatingPoints) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             bundle_id: bundle_id.to_string(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use fracture_models::bundle::{Bundle, Manifest, OperatingPoints};
+use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::weights_file::{self, WeightsMeta};
 use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
 
@@ -67,7 +68,13 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     let meta = match (weights_file::read_meta(&args.weights)?, &args.arch, args.nc) {
         (Some(m), None, None) => m,
         (_, Some(arch), Some(nc)) => {
-            let scale: Scale = arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
+            let arch = if arch == frcnn::ARCH {
+                arch.clone()
+            } else {
+                let scale: Scale =
+                    arch.parse().map_err(|e| anyhow::anyhow!("--arch {arch}: {e}"))?;
+                format!("yolo11{}", scale.letter())
+            };
             if nc < 1 {
                 bail!("--nc {nc}: a detector needs at least one class");
             }
@@ -76,12 +83,7 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             } else {
                 (0..nc).map(|i| i.to_string()).collect()
             };
-            WeightsMeta {
-                arch: format!("yolo11{}", scale.letter()),
-                classes,
-                imgsz: args.imgsz,
-                extra: Default::default(),
-            }
+            WeightsMeta { arch, classes, imgsz: args.imgsz, extra: Default::default() }
         }
         (None, _, _) => {
             bail!("{}: no metadata of ours; pass --arch and --nc", args.weights.display())
@@ -89,8 +91,16 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         (Some(_), _, _) => bail!("--arch and --nc go together"),
     };
     // Proves the weights build the network the manifest will claim (names, shapes).
-    let spec = ArchSpec { scale: meta.arch.parse()?, num_classes: meta.classes.len() as i64 };
-    YoloPredictor::load(&args.weights, Some(spec), PredictOptions::default())?;
+    if meta.arch == frcnn::ARCH {
+        if args.half_weights {
+            bail!("--half-weights: Faster R-CNN bundles hold fp32 weights");
+        }
+        let classes = Some(meta.classes.clone());
+        FrcnnPredictor::load(&args.weights, classes, FrcnnPredictOptions::default())?;
+    } else {
+        let spec = ArchSpec { scale: meta.arch.parse()?, num_classes: meta.classes.len() as i64 };
+        YoloPredictor::load(&args.weights, Some(spec), PredictOptions::default())?;
+    }
     if args.bundle.join(fracture_models::bundle::MANIFEST).exists() && !args.force {
         bail!("{} already holds a bundle: pass --force to replace it", args.bundle.display());
     }

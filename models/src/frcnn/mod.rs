@@ -53,7 +53,7 @@ pub use loss::{Focal, FrcnnLosses, LossConfig, LossWeights};
 pub use model::{
     FasterRcnn, FrcnnConfig, FrcnnDetections, FrcnnTarget, FrcnnTrace, FrcnnTrainStep,
 };
-pub use predictor::{FrcnnPredictOptions, FrcnnPredictor};
+pub use predictor::{FrcnnPredictError, FrcnnPredictOptions, FrcnnPredictor};
 pub use sampler::{BalancedSampler, RecordedSampler, Sampler};
 pub use weights::{InitSummary, load_partial, load_safetensors, parameter_count};
 
