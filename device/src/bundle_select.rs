@@ -72,11 +72,14 @@ pub struct ModelConfig {
     pub device: String,
     /// `fp32`, `bf16` (CPUs with AVX512-BF16) or `fp16` (CUDA).
     pub precision: String,
+    /// libtorch's intra-op CPU threads (0: libtorch's default, one per core). On a box that
+    /// also runs other work, fewer threads keep inference from stalling on busy cores.
+    pub threads: usize,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { bundle: None, device: "cpu".into(), precision: "fp32".into() }
+        Self { bundle: None, device: "cpu".into(), precision: "fp32".into(), threads: 0 }
     }
 }
 
@@ -89,6 +92,9 @@ pub fn load_analyzer(
 ) -> (Box<dyn crate::analyzer::Analyzer>, Option<String>) {
     use crate::analyzer::NoModel;
     use crate::backend_libtorch::LibtorchAnalyzer;
+    if cfg.threads > 0 {
+        tch::set_num_threads(i32::try_from(cfg.threads).unwrap_or(i32::MAX));
+    }
     let bundle = match select(bundles_dir, cfg.bundle.as_deref()) {
         Ok(Some(b)) => b,
         Ok(None) => {
