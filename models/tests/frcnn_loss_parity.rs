@@ -26,8 +26,9 @@
 
 mod peers;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use peers::Reference;
+
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -65,19 +66,8 @@ fn reference_dir() -> &'static Path {
     }
 }
 
-struct Reference {
-    dir: PathBuf,
-    meta: serde_json::Value,
-    t: HashMap<String, Tensor>,
-}
-
 fn reference(name: &str) -> Reference {
-    let dir = reference_dir().join(name);
-    let meta =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let t =
-        Tensor::read_safetensors(dir.join("tensors.safetensors")).unwrap().into_iter().collect();
-    Reference { dir, meta, t }
+    peers::load_reference(reference_dir(), name)
 }
 
 fn indices(t: &Tensor) -> Vec<i64> {

@@ -23,8 +23,9 @@
 
 mod peers;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use peers::{Reference, max_abs};
+
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -32,7 +33,7 @@ use fracture_models::frcnn::roi_align::{MultiScaleRoiAlign, RoiAlignConfig, roi_
 use fracture_models::frcnn::{
     FasterRcnn, FrcnnConfig, FrcnnDetections, load_safetensors, parameter_count,
 };
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 
 /// The reference cases: `name:nc:min_size:max_size:HxW[,HxW...]:post_nms:score_thresh`.
 const CASES: [&str; 2] =
@@ -57,29 +58,8 @@ fn reference_dir() -> &'static Path {
     }
 }
 
-struct Reference {
-    dir: PathBuf,
-    meta: serde_json::Value,
-    t: HashMap<String, Tensor>,
-}
-
 fn reference(name: &str) -> Reference {
-    let dir = reference_dir().join(name);
-    let meta = match std::fs::read_to_string(dir.join("meta.json")) {
-        Ok(s) => serde_json::from_str(&s).unwrap(),
-        Err(_) => serde_json::Value::Null,
-    };
-    let t =
-        Tensor::read_safetensors(dir.join("tensors.safetensors")).unwrap().into_iter().collect();
-    Reference { dir, meta, t }
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    if a.numel() == 0 {
-        return 0.0;
-    }
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+    peers::load_reference(reference_dir(), name)
 }
 
 #[test]

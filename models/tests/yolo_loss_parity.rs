@@ -8,7 +8,8 @@
 
 mod peers;
 
-use std::collections::HashMap;
+use peers::{Reference, max_abs};
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -44,30 +45,12 @@ fn reference_dir() -> &'static Path {
     }
 }
 
-struct Reference {
-    meta: serde_json::Value,
-    t: HashMap<String, Tensor>,
-}
-
 fn reference(name: &str) -> Reference {
-    let dir = reference_dir().join(name);
-    let meta =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let t =
-        Tensor::read_safetensors(dir.join("tensors.safetensors")).unwrap().into_iter().collect();
-    Reference { meta, t }
+    peers::load_reference(reference_dir(), name)
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
     Vec::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    if a.numel() == 0 {
-        return 0.0;
-    }
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
 }
 
 /// What one case measured.

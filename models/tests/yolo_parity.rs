@@ -7,8 +7,9 @@
 
 mod peers;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use peers::{Reference, max_abs};
+
+use std::path::Path;
 use std::sync::OnceLock;
 
 use fracture_models::nms::{Detection, NmsConfig, non_max_suppression};
@@ -31,24 +32,8 @@ fn reference_dir() -> &'static Path {
     }
 }
 
-struct Reference {
-    dir: PathBuf,
-    meta: serde_json::Value,
-    t: HashMap<String, Tensor>,
-}
-
 fn reference(name: &str) -> Reference {
-    let dir = reference_dir().join(name);
-    let meta =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    let t =
-        Tensor::read_safetensors(dir.join("tensors.safetensors")).unwrap().into_iter().collect();
-    Reference { dir, meta, t }
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
+    peers::load_reference(reference_dir(), name)
 }
 
 fn build(scale: Scale, nc: i64) -> (nn::VarStore, Yolo) {
