@@ -12,12 +12,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::intensity::image_path;
-use crate::dataset::{Dataset, PixelBox};
+use crate::dataset::{Dataset, ImageRecord, PixelBox};
 use crate::plot::{self, PlotError};
 
 /// Side of one image tile, pixels.
 pub const TILE: u32 = 256;
-const CAPTION: u32 = 26;
+/// Space around a tile's caption lines, pixels.
+const CAPTION_PAD: u32 = 6;
 const HEADER: u32 = 44;
 const GAP: u32 = 6;
 const BOX_COLOUR: Rgb<u8> = Rgb([255, 40, 40]);
@@ -150,25 +151,73 @@ pub fn outline(
 
 /// Draws the grid of `chosen` images to `path`. Returns how many of them could be read.
 pub fn draw(dataset: &Dataset, chosen: &[usize], path: &Path) -> Result<usize, PlotError> {
+    let title = format!(
+        "Example images ({} of {}; red boxes = fracture labels)",
+        chosen.len(),
+        dataset.images.len()
+    );
+    draw_tiles(dataset, chosen, &title, path, |_, r, ok| {
+        let id = crate::dataset::layout::stem(&r.meta.image_id);
+        let text = if ok {
+            let class = if r.meta.is_fractured() { "fractured" } else { "non-fractured" };
+            format!("{id} · {class} · {}", r.meta.primary_part_name())
+        } else {
+            format!("{id} (unreadable)")
+        };
+        vec![Caption { text, colour: class_colour(r) }]
+    })
+}
+
+/// One caption line under a tile.
+pub struct Caption {
+    pub text: String,
+    pub colour: RGBColor,
+}
+
+/// Dark red for a fractured image's caption, black otherwise.
+pub fn class_colour(r: &ImageRecord) -> RGBColor {
+    if r.meta.is_fractured() { RGBColor(180, 0, 0) } else { BLACK }
+}
+
+/// Height of one caption line, pixels.
+const CAPTION_LINE: u32 = 20;
+
+/// Draws `images` (indices into `dataset`, in order) as tiles in rows under `title`, each
+/// with the caption lines `caption(position, record, readable)` gives. Returns how many
+/// images could be read. The example grid and the embedding outlier grid share it.
+pub fn draw_tiles(
+    dataset: &Dataset,
+    images: &[usize],
+    title: &str,
+    path: &Path,
+    caption: impl Fn(usize, &ImageRecord, bool) -> Vec<Caption>,
+) -> Result<usize, PlotError> {
     plot::register_fonts()?;
-    let (cols, rows) = shape(chosen.len());
-    let cell_h = TILE + CAPTION;
-    let width = cols * TILE + (cols + 1) * GAP;
-    let height = HEADER + rows * cell_h + (rows + 1) * GAP;
-    let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let origin = |k: usize| {
-        let (c, r) = (k as u32 % cols, k as u32 / cols);
-        (GAP + c * (TILE + GAP), HEADER + GAP + r * (cell_h + GAP))
-    };
     let tiles: Vec<(RgbImage, bool)> = {
         use rayon::prelude::*;
-        chosen
+        images
             .par_iter()
             .map(|&i| {
                 let r = &dataset.images[i];
                 tile(&image_path(dataset, r), &r.boxes)
             })
             .collect()
+    };
+    let captions: Vec<Vec<Caption>> = images
+        .iter()
+        .zip(&tiles)
+        .enumerate()
+        .map(|(k, (&i, (_, ok)))| caption(k, &dataset.images[i], *ok))
+        .collect();
+    let lines = captions.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
+    let (cols, rows) = shape(images.len());
+    let cell_h = TILE + CAPTION_PAD + lines * CAPTION_LINE;
+    let width = cols * TILE + (cols + 1) * GAP;
+    let height = HEADER + rows * cell_h + (rows + 1) * GAP;
+    let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let origin = |k: usize| {
+        let (c, r) = (k as u32 % cols, k as u32 / cols);
+        (GAP + c * (TILE + GAP), HEADER + GAP + r * (cell_h + GAP))
     };
     let read = tiles.iter().filter(|(_, ok)| *ok).count();
     for (k, (t, _)) in tiles.iter().enumerate() {
@@ -179,36 +228,24 @@ pub fn draw(dataset: &Dataset, chosen: &[usize], path: &Path) -> Result<usize, P
     let mut buffer = canvas.into_raw();
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        let title = format!(
-            "Example images ({} of {}; red boxes = fracture labels)",
-            chosen.len(),
-            dataset.images.len()
-        );
+        let centre = Pos::new(HPos::Center, VPos::Center);
         root.draw(&Text::new(
-            title,
+            title.to_string(),
             (width as i32 / 2, HEADER as i32 / 2),
-            plot::text_style(22.0).pos(Pos::new(HPos::Center, VPos::Center)),
+            plot::text_style(20.0).pos(centre),
         ))?;
-        for (k, (&i, (_, ok))) in chosen.iter().zip(&tiles).enumerate() {
-            let r = &dataset.images[i];
+        for (k, lines) in captions.into_iter().enumerate() {
             let (x, y) = origin(k);
-            let class = if r.meta.is_fractured() { "fractured" } else { "non-fractured" };
-            let mut caption = format!(
-                "{} · {} · {}",
-                crate::dataset::layout::stem(&r.meta.image_id),
-                class,
-                r.meta.primary_part_name()
-            );
-            if !ok {
-                caption =
-                    format!("{} (unreadable)", crate::dataset::layout::stem(&r.meta.image_id));
+            let cx = (x + TILE / 2) as i32;
+            for (n, line) in lines.into_iter().enumerate() {
+                let cy = (y + TILE + CAPTION_PAD / 2 + CAPTION_LINE / 2) as i32
+                    + (n as i32) * CAPTION_LINE as i32;
+                root.draw(&Text::new(
+                    line.text,
+                    (cx, cy),
+                    plot::text_style(14.0).color(&line.colour).pos(centre),
+                ))?;
             }
-            let colour = if r.meta.is_fractured() { RGBColor(180, 0, 0) } else { BLACK };
-            root.draw(&Text::new(
-                caption,
-                ((x + TILE / 2) as i32, (y + TILE + CAPTION / 2) as i32),
-                plot::text_style(14.0).color(&colour).pos(Pos::new(HPos::Center, VPos::Center)),
-            ))?;
         }
         root.present()?;
     }
