@@ -13,7 +13,11 @@ use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
   fracture export --weights runs/n/weights/best.safetensors --bundle bundles/fracture-n-v1\n  \
-  fracture export --weights yolo11s.safetensors --arch yolo11s --nc 1 --bundle b --definite 0.6")]
+  fracture export --weights yolo11s.safetensors --arch yolo11s --nc 1 --bundle b --definite 0.6\n  \
+  fracture export --weights runs/frcnn/weights/best.safetensors --bundle bundles/frcnn-v1\n\n\
+YOLO11 bundles carry ultralytics' letterbox and NMS (0.45, 300 boxes); Faster R-CNN bundles \
+(frcnn-r50-fpn-v2, fp32 only) carry torchvision's resize rule and post-processing (NMS 0.5, \
+100 boxes), with the training sizes kept in the weights' metadata.")]
 pub struct ExportArgs {
     /// Weights (safetensors). Plain state_dicts need --arch and --nc, as for `predict`.
     #[arg(long)]
@@ -21,6 +25,7 @@ pub struct ExportArgs {
     /// Bundle folder to write (created; must not already hold a bundle unless --force).
     #[arg(long)]
     pub bundle: PathBuf,
+    /// Architecture of a plain state_dict: yolo11n|s|m|l|x or frcnn-r50-fpn-v2.
     #[arg(long, requires = "nc")]
     pub arch: Option<String>,
     #[arg(long, requires = "arch")]
