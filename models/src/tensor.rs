@@ -43,10 +43,29 @@ pub fn batch_from_gray(planes: &[GrayF32]) -> Result<Tensor, TensorError> {
         .to_kind(Kind::Float))
 }
 
+/// One plane as the flat `[1, 3, H, W]` float32 input of an exported graph (ONNX Runtime,
+/// TensorRT): the same values [`batch_from_gray`] gives libtorch, without a tensor.
+pub fn nchw_from_gray(plane: &GrayF32) -> Vec<f32> {
+    let mut data = Vec::with_capacity(plane.data.len() * 3);
+    for _ in 0..3 {
+        data.extend_from_slice(&plane.data);
+    }
+    data
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn flat_input_equals_the_tensor_input() {
+        let a =
+            GrayF32 { width: 3, height: 2, data: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5], bit_depth: 8 };
+        let t = batch_from_gray(std::slice::from_ref(&a)).unwrap();
+        let v: Vec<f32> = Vec::try_from(t.contiguous().flatten(0, -1)).unwrap();
+        assert_eq!(nchw_from_gray(&a), v);
+    }
 
     #[test]
     fn gray_is_copied_to_three_channels() {

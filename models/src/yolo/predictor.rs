@@ -223,13 +223,24 @@ impl YoloPredictor {
 
     /// NMS and the mapping back to original pixels.
     pub fn postprocess(&self, pred: &Tensor, lb: &Letterbox) -> Result<Vec<Finding>, PredictError> {
-        let dets = non_max_suppression(pred, &self.opts.nms)?;
-        Ok(dets
-            .into_iter()
-            .flatten()
-            .map(|d| Finding::new(lb.to_source(d.bbox), d.score, d.class))
-            .collect())
+        Ok(postprocess(pred, lb, &self.opts.nms)?)
     }
+}
+
+/// NMS on decoded predictions `[1, 4 + nc, N]` (input pixels) and the boxes mapped back to
+/// original pixels: the one post-processing path of every YOLO backend (libtorch, ONNX
+/// Runtime, TensorRT), so backends differ only in how the forward pass runs.
+pub fn postprocess(
+    pred: &Tensor,
+    lb: &Letterbox,
+    nms: &NmsConfig,
+) -> Result<Vec<Finding>, NmsError> {
+    let dets = non_max_suppression(pred, nms)?;
+    Ok(dets
+        .into_iter()
+        .flatten()
+        .map(|d| Finding::new(lb.to_source(d.bbox), d.score, d.class))
+        .collect())
 }
 
 impl Detector for YoloPredictor {

@@ -1,0 +1,11 @@
+//! Running a model bundle on the machine at hand: the ONNX Runtime backend (library loading,
+//! sessions, the YOLO11 graph) next to the libtorch predictors of `fracture-models`, all
+//! sharing one letterbox, NMS and box-mapping path.
+
+pub mod ort_library;
+pub mod ort_model;
+pub mod yolo_ort;
+
+pub use ort_library::{GraphOptimization, OrtLibraryError, OrtOptions};
+pub use ort_model::{OrtModel, OrtModelError};
+pub use yolo_ort::{YoloOrt, YoloOrtError};

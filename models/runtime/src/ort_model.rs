@@ -1,0 +1,194 @@
+//! One exported graph (`model.onnx` or `model.int8.onnx`) in an ONNX Runtime session: checks
+//! that its input is the bundle contract's `images` `[B, 3, H, W]` float32 with a fixed H×W,
+//! and runs flat float32 batches through it. Architecture-specific decoding lives with each
+//! detector ([`crate::yolo_ort`]); this module only moves tensors in and out.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::ort_library::{self, OrtLibraryError, OrtOptions};
+
+/// The input every exported graph takes.
+pub const INPUT_NAME: &str = "images";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrtModelError {
+    #[error(transparent)]
+    Library(#[from] OrtLibraryError),
+    #[error("{path}: ONNX Runtime could not open the model: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error(
+        "{path}: the graph's input must be `{INPUT_NAME}` float32 [batch, 3, H, W] with fixed H and W; it has {found}"
+    )]
+    Input { path: PathBuf, found: String },
+    #[error("{path}: the graph has no output `{name}`")]
+    MissingOutput { path: PathBuf, name: String },
+    #[error("{path}: inference failed: {message}")]
+    Run { path: PathBuf, message: String },
+    #[error("{path}: output `{name}` is {found}, expected {expected}")]
+    Output { path: PathBuf, name: String, found: String, expected: &'static str },
+    #[error("input holds {got} values, the graph takes {batch}x3x{height}x{width}")]
+    InputSize { got: usize, batch: usize, height: i64, width: i64 },
+}
+
+/// An output tensor copied out of the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+/// One named output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: OutputData,
+}
+
+/// A loaded graph ready to run.
+pub struct OrtModel {
+    path: PathBuf,
+    /// `Session::run` needs `&mut`; detectors are shared (`&self`), one run at a time.
+    session: Mutex<Session>,
+    height: i64,
+    width: i64,
+    outputs: Vec<String>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for OrtModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrtModel")
+            .field("path", &self.path)
+            .field("height", &self.height)
+            .field("width", &self.width)
+            .field("outputs", &self.outputs)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl OrtModel {
+    /// Loads ONNX Runtime (once per process) and opens `path` with `opts`.
+    pub fn open(path: &Path, opts: &OrtOptions) -> Result<Self, OrtModelError> {
+        let loaded = ort_library::ensure_loaded(opts.library.as_deref())?;
+        let open_err = |message: String| OrtModelError::Open { path: path.to_path_buf(), message };
+        let threads = opts.intra_threads();
+        let session = Session::builder(&loaded.env)
+            .map_err(|e| open_err(e.to_string()))?
+            .with_intra_threads(threads)
+            .map_err(|e| open_err(e.to_string()))?
+            .with_optimization_level(opts.graph_optimization.into())
+            .map_err(|e| open_err(e.to_string()))?
+            .commit_from_file(path)
+            .map_err(|e| open_err(e.to_string()))?;
+        let input_err = |found: String| OrtModelError::Input { path: path.to_path_buf(), found };
+        let [input] = session.inputs() else {
+            return Err(input_err(format!("{} inputs", session.inputs().len())));
+        };
+        let (height, width) = match input.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }
+                if input.name() == INPUT_NAME
+                    && shape.len() == 4
+                    && shape[1] == 3
+                    && shape[2] > 0
+                    && shape[3] > 0 =>
+            {
+                (shape[2], shape[3])
+            }
+            other => return Err(input_err(format!("`{}` {other:?}", input.name()))),
+        };
+        let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            session: Mutex::new(session),
+            height,
+            width,
+            outputs,
+            threads,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The graph's fixed input size `(height, width)`.
+    pub fn input_hw(&self) -> (i64, i64) {
+        (self.height, self.width)
+    }
+
+    /// The intra-op thread count the session was opened with.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Fails unless the graph has every output in `names`.
+    pub fn require_outputs(&self, names: &[&str]) -> Result<(), OrtModelError> {
+        match names.iter().find(|n| !self.outputs.iter().any(|o| o == *n)) {
+            Some(name) => Err(OrtModelError::MissingOutput {
+                path: self.path.clone(),
+                name: (*name).to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `input` (`[batch, 3, H, W]` float32, flat) and copies out the named outputs.
+    pub fn run(
+        &self,
+        input: &[f32],
+        batch: usize,
+        names: &[&str],
+    ) -> Result<Vec<Output>, OrtModelError> {
+        let (h, w) = (self.height, self.width);
+        if input.len() != batch * 3 * (h * w) as usize {
+            return Err(OrtModelError::InputSize { got: input.len(), batch, height: h, width: w });
+        }
+        let run_err = |message: String| OrtModelError::Run { path: self.path.clone(), message };
+        let tensor = TensorRef::from_array_view(([batch as i64, 3, h, w], input))
+            .map_err(|e| run_err(e.to_string()))?;
+        // A poisoned lock only means another thread panicked mid-run; the session itself holds
+        // no half-written state between runs, so keep serving.
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs =
+            session.run(ort::inputs![INPUT_NAME => tensor]).map_err(|e| run_err(e.to_string()))?;
+        names
+            .iter()
+            .map(|&name| {
+                let value = outputs.get(name).ok_or_else(|| OrtModelError::MissingOutput {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                })?;
+                let output_err = |found: String, expected| OrtModelError::Output {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                    found,
+                    expected,
+                };
+                let (shape, data) = match value.dtype().tensor_type() {
+                    Some(TensorElementType::Float32) => {
+                        let (shape, data) = value
+                            .try_extract_tensor::<f32>()
+                            .map_err(|e| output_err(e.to_string(), "a float32 tensor"))?;
+                        (shape.to_vec(), OutputData::F32(data.to_vec()))
+                    }
+                    Some(TensorElementType::Int64) => {
+                        let (shape, data) = value
+                            .try_extract_tensor::<i64>()
+                            .map_err(|e| output_err(e.to_string(), "an int64 tensor"))?;
+                        (shape.to_vec(), OutputData::I64(data.to_vec()))
+                    }
+                    other => {
+                        return Err(output_err(format!("{other:?}"), "float32 or int64"));
+                    }
+                };
+                Ok(Output { name: name.to_string(), shape, data })
+            })
+            .collect()
+    }
+}
