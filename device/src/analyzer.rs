@@ -15,6 +15,8 @@ pub struct ModelIdentity {
     pub backend: String,
     /// `fp32`, `fp16`, `int8`.
     pub precision: String,
+    /// Why this backend runs the bundle (and why the ones tried before it did not).
+    pub backend_reason: String,
 }
 
 /// The bundle's two operating points.
@@ -85,10 +87,43 @@ impl AnalyzeError {
     }
 }
 
+/// A detector's boxes as findings: class names from the bundle, and each marked definite when
+/// it reaches the bundle's `definite` threshold (all of them reach `suspicious`).
+pub fn findings_from(
+    found: Vec<fracture_models::detector::Finding>,
+    classes: &[String],
+    points: &fracture_models::bundle::OperatingPoints,
+) -> Vec<Finding> {
+    found
+        .into_iter()
+        .map(|f| Finding {
+            x1: f.x1,
+            y1: f.y1,
+            x2: f.x2,
+            y2: f.y2,
+            score: f.score,
+            class_id: u32::try_from(f.class).unwrap_or(u32::MAX),
+            class_name: usize::try_from(f.class)
+                .ok()
+                .and_then(|i| classes.get(i))
+                .cloned()
+                .unwrap_or_else(|| f.class.to_string()),
+            operating_point: if f.score >= points.definite {
+                OperatingPoint::Definite
+            } else {
+                OperatingPoint::Suspicious
+            },
+        })
+        .collect()
+}
+
 /// Runs a model on one decoded image.
 pub trait Analyzer {
     /// The model behind this analyzer; `None` means images are logged as not analysed.
     fn model(&self) -> Option<&ModelIdentity>;
+    /// Records why this backend was chosen; it is logged with every run. (No-op without a
+    /// model.)
+    fn set_backend_reason(&mut self, _reason: String) {}
     /// Findings (boxes in the original image's pixels) and per-stage timings.
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError>;
 }
@@ -97,6 +132,10 @@ pub trait Analyzer {
 impl<T: Analyzer + ?Sized> Analyzer for Box<T> {
     fn model(&self) -> Option<&ModelIdentity> {
         (**self).model()
+    }
+
+    fn set_backend_reason(&mut self, reason: String) {
+        (**self).set_backend_reason(reason);
     }
 
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {

@@ -17,7 +17,7 @@ use fracture_models::yolo::{Precision, PredictError, PredictOptions, YoloPredict
 use tch::Device;
 
 use crate::analyzer::{
-    Analysis, AnalyzeError, Analyzer, Finding, ModelIdentity, OperatingPoint, StageTiming,
+    Analysis, AnalyzeError, Analyzer, ModelIdentity, StageTiming, findings_from,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,7 @@ impl LibtorchAnalyzer {
                 bundle_sha256: bundle.sha256.clone(),
                 backend: backend.to_string(),
                 precision: precision.name().to_string(),
+                backend_reason: String::new(),
             },
             classes: m.classes.clone(),
             points: m.operating_points,
@@ -131,6 +132,10 @@ impl Analyzer for LibtorchAnalyzer {
         Some(&self.identity)
     }
 
+    fn set_backend_reason(&mut self, reason: String) {
+        self.identity.backend_reason = reason;
+    }
+
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {
         let (found, timings) = match &self.network {
             Network::Yolo(p) => yolo_stages(p, image)?,
@@ -140,32 +145,12 @@ impl Analyzer for LibtorchAnalyzer {
                 (found, vec![StageTiming::new("infer", t0.elapsed())])
             }
         };
-        let findings = found
-            .into_iter()
-            .map(|f| Finding {
-                x1: f.x1,
-                y1: f.y1,
-                x2: f.x2,
-                y2: f.y2,
-                score: f.score,
-                class_id: u32::try_from(f.class).unwrap_or(u32::MAX),
-                class_name: usize::try_from(f.class)
-                    .ok()
-                    .and_then(|i| self.classes.get(i))
-                    .cloned()
-                    .unwrap_or_else(|| f.class.to_string()),
-                operating_point: if f.score >= self.points.definite {
-                    OperatingPoint::Definite
-                } else {
-                    OperatingPoint::Suspicious
-                },
-            })
-            .collect();
+        let findings = findings_from(found, &self.classes, &self.points);
         Ok(Analysis { findings, timings })
     }
 }
 
-fn fail<E: std::error::Error + Send + Sync + 'static>(e: E) -> AnalyzeError {
+pub(crate) fn fail<E: std::error::Error + Send + Sync + 'static>(e: E) -> AnalyzeError {
     AnalyzeError { message: format!("inference failed: {e}"), source: Some(Box::new(e)) }
 }
 

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use fracture_models::bundle::{Bundle, BundleError, MANIFEST};
+use fracture_runtime::OrtOptions;
+use fracture_runtime::backend::BackendKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
@@ -75,23 +77,40 @@ pub struct ModelConfig {
     /// libtorch's intra-op CPU threads (0: libtorch's default, one per core). On a box that
     /// also runs other work, fewer threads keep inference from stalling on busy cores.
     pub threads: usize,
+    /// `auto` (a TensorRT engine, else ONNX Runtime INT8 when the bundle's check passed, else
+    /// ONNX Runtime fp32, else libtorch), `torch`, `ort` or `tensorrt`. A named backend that
+    /// cannot run leaves images not analysed, with the reason; `auto` falls back and says why.
+    pub backend: BackendKind,
+    /// ONNX Runtime session options (`threads`, `graph_optimization`, `library`).
+    pub onnxruntime: OrtOptions,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { bundle: None, device: "cpu".into(), precision: "fp32".into(), threads: 0 }
+        Self {
+            bundle: None,
+            device: "cpu".into(),
+            precision: "fp32".into(),
+            threads: 0,
+            backend: BackendKind::Auto,
+            onnxruntime: OrtOptions::default(),
+        }
     }
 }
 
-/// The analyzer the daemon runs: the selected bundle on the libtorch backend, or
-/// [`NoModel`](crate::analyzer::NoModel) with the reason when there is none or it is refused
-/// (images are then logged as not analysed; nothing is lost).
+/// The analyzer the daemon runs: the selected bundle on the backend `[model] backend` picks
+/// (see [`fracture_runtime::backend`]), or [`NoModel`](crate::analyzer::NoModel) with the
+/// reason when there is none, it is refused or no backend can run it (images are then logged
+/// as not analysed; nothing is lost).
 pub fn load_analyzer(
     bundles_dir: &Path,
     cfg: &ModelConfig,
 ) -> (Box<dyn crate::analyzer::Analyzer>, Option<String>) {
+    use crate::analyzer::Analyzer;
     use crate::analyzer::NoModel;
     use crate::backend_libtorch::LibtorchAnalyzer;
+    use crate::backend_ort::OrtAnalyzer;
+    use fracture_runtime::backend::{self, Plan};
     if cfg.threads > 0 {
         tch::set_num_threads(i32::try_from(cfg.threads).unwrap_or(i32::MAX));
     }
@@ -111,8 +130,25 @@ pub fn load_analyzer(
         Ok(p) => p,
         Err(e) => return (Box::new(NoModel), Some(format!("[model] precision: {e}"))),
     };
-    match LibtorchAnalyzer::load(&bundle, device, precision) {
-        Ok(a) => (Box::new(a), None),
+    let chosen = backend::open_first(&bundle, cfg.backend, |plan| {
+        let loaded: Box<dyn Analyzer> = match plan {
+            Plan::Torch => Box::new(
+                LibtorchAnalyzer::load(&bundle, device, precision).map_err(|e| e.to_string())?,
+            ),
+            Plan::Ort { onnx, precision } => Box::new(
+                OrtAnalyzer::load(&bundle, onnx, precision, &cfg.onnxruntime)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Plan::TensorRt => return Err("no TensorRT engine runner in this build".into()),
+        };
+        Ok(loaded)
+    });
+    match chosen {
+        Ok(mut c) => {
+            tracing::info!(backend = %c.plan.describe(), reason = %c.reason, "backend chosen");
+            c.value.set_backend_reason(c.reason);
+            (c.value, None)
+        }
         Err(e) => (Box::new(NoModel), Some(e.to_string())),
     }
 }

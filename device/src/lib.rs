@@ -24,6 +24,7 @@
 pub mod accounts;
 pub mod analyzer;
 pub mod backend_libtorch;
+pub mod backend_ort;
 pub mod bundle_select;
 pub mod clock;
 pub mod config;

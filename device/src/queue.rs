@@ -259,8 +259,8 @@ pub fn complete(db: &mut Db, job: &ClaimedJob, result: &JobResult<'_>) -> Result
     let status = if result.model.is_some() { "analysed" } else { "not_analysed" };
     tx.execute(
         "INSERT INTO runs (image_id, job_id, bundle_id, bundle_sha256, backend, precision,
-                           status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           status, created_at, backend_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             job.image_id,
             job.job_id,
@@ -269,7 +269,8 @@ pub fn complete(db: &mut Db, job: &ClaimedJob, result: &JobResult<'_>) -> Result
             result.model.map(|m| &m.backend),
             result.model.map(|m| &m.precision),
             status,
-            now
+            now,
+            result.model.map(|m| &m.backend_reason)
         ],
     )?;
     let run_id = tx.last_insert_rowid();

@@ -63,6 +63,7 @@ fn a_job_that_keeps_failing_is_quarantined_and_the_queue_moves_on() {
         bundle_sha256: "0".repeat(64),
         backend: "test".into(),
         precision: "fp32".into(),
+        backend_reason: "as asked".into(),
     };
     let worker = Worker::open(&state.root, config, Broken(identity)).expect("open");
     let telemetry = worker.telemetry().clone();

@@ -99,16 +99,19 @@ fn check_logged(state: &State, bundle: &Bundle, expected: &[Vec<Found>]) -> Vec<
     let conn = db.conn();
     for (i, want) in expected.iter().enumerate() {
         let name = format!("scan{i}.png");
-        let (run_id, bundle_sha, status): (i64, String, String) = conn
+        let (run_id, bundle_sha, status, reason): (i64, String, String, String) = conn
             .query_row(
-                "SELECT runs.id, runs.bundle_sha256, runs.status FROM runs JOIN images \
-                 ON images.id = runs.image_id WHERE images.original_name = ?1",
+                "SELECT runs.id, runs.bundle_sha256, runs.status, runs.backend_reason FROM runs \
+                 JOIN images ON images.id = runs.image_id WHERE images.original_name = ?1",
                 [&name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .expect("one run per image");
         assert_eq!(status, "analysed");
         assert_eq!(bundle_sha, bundle.sha256);
+        // `auto` (the default) on a bundle with weights only: libtorch, saying why not the rest.
+        assert!(reason.starts_with("libtorch (auto); not used: "), "{reason}");
+        assert!(reason.contains("tensorrt: "), "{reason}");
         let mut stmt = conn
             .prepare(
                 "SELECT x1, y1, x2, y2, score, class_name, operating_point FROM findings \

@@ -76,6 +76,7 @@ fn claim_complete_writes_everything_at_once() {
         bundle_sha256: sha(9),
         backend: "libtorch-cpu".into(),
         precision: "fp32".into(),
+        backend_reason: "as asked".into(),
     };
     let finding = Finding {
         x1: 1.0,

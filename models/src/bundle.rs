@@ -65,8 +65,25 @@ pub struct Manifest {
     /// Shown wherever the model's output is shown (e.g. "Not for clinical use").
     #[serde(default)]
     pub notice: Option<String>,
+    /// The INT8 model's accuracy check (`fracture calibrate`), when the bundle has one: the
+    /// device runs `model.int8.onnx` only when it passed.
+    #[serde(default)]
+    pub int8: Option<Int8Check>,
     /// Every other file of the bundle and its SHA-256.
     pub files: BTreeMap<String, String>,
+}
+
+/// How the INT8 (Q/DQ) model compared with FP32 on the calibration report's split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Int8Check {
+    /// Calibration method: `entropy`, `percentile` or `max`.
+    pub method: String,
+    pub map50_fp32: f64,
+    pub map50_int8: f64,
+    /// The largest mAP50 drop accepted.
+    pub max_drop: f64,
+    /// `map50_fp32 - map50_int8 <= max_drop`.
+    pub passed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +247,7 @@ impl Manifest {
             training_data_sha256: meta.extra.get("train_data_sha256").cloned(),
             metrics: BTreeMap::new(),
             notice: None,
+            int8: None,
             files: BTreeMap::new(),
         }
     }

@@ -138,12 +138,18 @@ CREATE INDEX decisions_by_image ON decisions(image_id, id);
 CREATE INDEX decisions_by_finding ON decisions(finding_id, id);
 "#;
 
+/// Version 3: why the run's backend was chosen (`auto` falls back from TensorRT to ONNX
+/// Runtime to libtorch and says why at each step).
+const V3: &str = r#"
+ALTER TABLE runs ADD COLUMN backend_reason TEXT;
+"#;
+
 /// All migrations, oldest first.
 pub fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)
 }
 
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
 
 /// The schema version this build writes and expects.
 pub const LATEST_VERSION: usize = MIGRATIONS.len();

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
+use fracture_models::bundle::Bundle;
 use fracture_models::compute_device::parse_device;
 use fracture_models::detector::{Detector, Finding};
 use fracture_models::frcnn::{FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
 use fracture_models::yolo::{Precision, PredictOptions, YoloPredictor};
+use fracture_runtime::backend::{self, BackendKind, Plan};
+use fracture_runtime::{OrtOptions, YoloOrt};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -25,9 +28,18 @@ use serde::Serialize;
 pub struct PredictArgs {
     /// Weights (safetensors). Files written by `fracture train` say their architecture (YOLO11
     /// or Faster R-CNN); a plain ultralytics or torchvision state_dict also needs --arch and
-    /// --nc.
-    #[arg(long)]
-    pub weights: PathBuf,
+    /// --nc. Runs on libtorch.
+    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    pub weights: Option<PathBuf>,
+    /// A model bundle (`fracture export --bundle`), verified against its manifest first; it
+    /// can run on any backend its files allow (see --backend).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// auto (with --bundle: a TensorRT engine, else ONNX Runtime INT8 when calibrated and
+    /// accepted, else ONNX Runtime fp32, else libtorch; the choice and why go to stderr),
+    /// torch, ort (ONNX Runtime on the bundle's model.onnx / model.int8.onnx) or tensorrt.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendKind,
     /// Images (PNG, JPEG, TIFF; 8 or 16 bit).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
@@ -107,40 +119,92 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t.max(1) as i32);
     }
-    let choice = choice(args);
-    match choice.family()? {
-        Family::Frcnn => predict_all(&frcnn_predictor(args)?, args),
-        Family::Yolo => predict_all(&yolo_predictor(args)?, args),
+    if let Some(dir) = &args.bundle {
+        return run_bundle(dir, args);
+    }
+    if !matches!(args.backend, BackendKind::Auto | BackendKind::Torch) {
+        bail!(
+            "--backend {:?} runs a bundle's exported graph: pass --bundle DIR instead of --weights",
+            args.backend
+        );
+    }
+    let weights = weights(args)?;
+    match choice(args, weights).family()? {
+        Family::Frcnn => predict_all(&frcnn_predictor(args, weights)?, args),
+        Family::Yolo => predict_all(&yolo_predictor(args, weights)?, args),
     }
 }
 
-fn choice(args: &PredictArgs) -> Choice<'_> {
-    Choice { weights: &args.weights, arch: args.arch.as_deref(), nc: args.nc }
+fn weights(args: &PredictArgs) -> anyhow::Result<&Path> {
+    match &args.weights {
+        Some(w) => Ok(w),
+        None => bail!("pass --weights FILE or --bundle DIR"),
+    }
 }
 
-fn yolo_predictor(args: &PredictArgs) -> anyhow::Result<YoloPredictor> {
-    let spec = choice(args).yolo_spec()?;
+/// A bundle on the backend `--backend` picks (see [`backend::open_first`]).
+fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
+    enum Loaded {
+        Yolo(Box<YoloPredictor>),
+        Frcnn(Box<FrcnnPredictor>),
+        YoloOrt(Box<YoloOrt>),
+    }
+    let bundle = Bundle::open(dir)?;
+    let weights = bundle.weights();
+    let is_frcnn = choice(args, &weights).family()? == Family::Frcnn;
+    let chosen = backend::open_first(&bundle, args.backend, |plan| match plan {
+        Plan::Torch if is_frcnn => frcnn_predictor(args, &weights)
+            .map(|p| Loaded::Frcnn(Box::new(p)))
+            .map_err(|e| format!("{e:#}")),
+        Plan::Torch => yolo_predictor(args, &weights)
+            .map(|p| Loaded::Yolo(Box::new(p)))
+            .map_err(|e| format!("{e:#}")),
+        Plan::Ort { .. } if is_frcnn => {
+            Err("Faster R-CNN bundles run on libtorch (no ONNX Runtime runner for its graph yet)"
+                .into())
+        }
+        Plan::Ort { onnx, .. } => {
+            let ort = OrtOptions { threads: args.threads, ..OrtOptions::default() };
+            YoloOrt::open(onnx, bundle.manifest.classes.clone(), nms(args), &ort)
+                .map(|p| Loaded::YoloOrt(Box::new(p)))
+                .map_err(|e| e.to_string())
+        }
+        Plan::TensorRt => Err("no TensorRT engine runner in this build".into()),
+    })?;
+    eprintln!("backend: {}", chosen.reason);
+    match chosen.value {
+        Loaded::Yolo(p) => predict_all(p.as_ref(), args),
+        Loaded::Frcnn(p) => predict_all(p.as_ref(), args),
+        Loaded::YoloOrt(p) => predict_all(p.as_ref(), args),
+    }
+}
+
+fn choice<'a>(args: &'a PredictArgs, weights: &'a Path) -> Choice<'a> {
+    Choice { weights, arch: args.arch.as_deref(), nc: args.nc }
+}
+
+fn nms(args: &PredictArgs) -> NmsConfig {
+    NmsConfig { conf: args.conf, iou: args.iou, max_det: args.max_det, ..NmsConfig::default() }
+}
+
+fn yolo_predictor(args: &PredictArgs, weights: &Path) -> anyhow::Result<YoloPredictor> {
+    let spec = choice(args, weights).yolo_spec()?;
     let opts = PredictOptions {
         imgsz: args.imgsz,
         rect: !args.square,
-        nms: NmsConfig {
-            conf: args.conf,
-            iou: args.iou,
-            max_det: args.max_det,
-            ..NmsConfig::default()
-        },
+        nms: nms(args),
         device: parse_device(&args.device)?,
         precision: args.precision,
     };
     // Its errors name the file (and the tensor, when one does not fit).
-    Ok(YoloPredictor::load(&args.weights, spec, opts)?)
+    Ok(YoloPredictor::load(weights, spec, opts)?)
 }
 
-fn frcnn_predictor(args: &PredictArgs) -> anyhow::Result<FrcnnPredictor> {
+fn frcnn_predictor(args: &PredictArgs, weights: &Path) -> anyhow::Result<FrcnnPredictor> {
     if args.precision != Precision::Fp32 {
         bail!("--precision {}: Faster R-CNN predicts in fp32 only", args.precision.name());
     }
-    let classes = choice(args).frcnn_classes();
+    let classes = choice(args, weights).frcnn_classes();
     let opts = FrcnnPredictOptions {
         score_thresh: f64::from(args.conf),
         nms_thresh: args.iou,
@@ -150,7 +214,7 @@ fn frcnn_predictor(args: &PredictArgs) -> anyhow::Result<FrcnnPredictor> {
         proposals: args.proposals,
         device: parse_device(&args.device)?,
     };
-    Ok(FrcnnPredictor::load(&args.weights, classes, opts)?)
+    Ok(FrcnnPredictor::load(weights, classes, opts)?)
 }
 
 /// Runs `predictor` over every image and prints the results.

@@ -2,6 +2,7 @@
 //! sessions, the YOLO11 graph) next to the libtorch predictors of `fracture-models`, all
 //! sharing one letterbox, NMS and box-mapping path.
 
+pub mod backend;
 pub mod ort_library;
 pub mod ort_model;
 pub mod yolo_ort;
