@@ -8,7 +8,8 @@ of ours: the Rust side must pass --arch/--nc) as OUT/weights.safetensors, then r
 and writes OUT/predictions.json: [{image, boxes: [[x1,y1,x2,y2,score,class], ...]}], and
 OUT/inputs.safetensors: `input{i}`, the network input ultralytics built for image i
 ([1,3,h,w], its cv2 8-bit letterbox). With --bench N, also times N passes of `predict` over
-the images (file read included, the first pass having warmed up) into OUT/bench.json.
+the images (file read included, the first pass having warmed up) into OUT/bench.json, with
+the fused model's GFLOPs at imgsz x imgsz (ultralytics' own count).
 """
 
 import argparse
@@ -71,7 +72,11 @@ def main():
                 times.append(time.perf_counter() - t0)
         times.sort()
         with open(os.path.join(args.out, "bench.json"), "w") as f:
-            json.dump(dict(median_ms=times[len(times) // 2] * 1e3, n=len(times), threads=torch.get_num_threads()), f)
+            from ultralytics.utils.torch_utils import get_flops
+
+            gflops = get_flops(yolo.model, imgsz)  # the fused model predict ran, at imgsz x imgsz
+            json.dump(dict(median_ms=times[len(times) // 2] * 1e3, n=len(times),
+                           threads=torch.get_num_threads(), gflops=gflops), f)
     with open(os.path.join(args.out, "predictions.json"), "w") as f:
         json.dump(out, f)
 

@@ -1,3 +1,5 @@
 //! fracture-e2e: helpers for end-to-end tests and benchmarks (test crate; see tests/ and src/bin/).
 
+pub mod backends_bench;
+pub mod bench_inputs;
 pub mod daemon_bench;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use fracture_e2e::bench_inputs::{PREDICT_SIZES, median, write_test_image};
 use fracture_models::metrics::coco_json::{CocoAnnotation, CocoCategory, CocoImage};
 use fracture_models::metrics::{
     CocoDataset, CocoStats, Detection, evaluate, load_detections, load_ground_truth,
@@ -42,6 +43,19 @@ enum Bench {
         #[arg(long, default_value = "s")]
         scale: String,
     },
+    /// Every CPU backend on the same exported bundle and images: libtorch fp32, ONNX Runtime
+    /// fp32 (and INT8 when the bundle has one) vs ultralytics `predict` (2 threads) and the
+    /// FLOP lower bound. Needs `cargo build --release -p fracture-host`. Targets (yolo11s): ORT
+    /// fp32 end to end ≤ 0.7× ultralytics and ≤ 1.1× the raw ORT forward; INT8 ≤ 0.4×.
+    Backends {
+        /// YOLO11 scales to run.
+        #[arg(long, value_delimiter = ',', default_value = "n,s")]
+        scales: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Training throughput (images/s over the training passes, validation excluded) of
     /// `fracture train` vs ultralytics on the same phantoms, split and settings (batch 16,
     /// 416, 2 threads, from scratch). The first epoch warms up and is not counted. Needs
@@ -72,11 +86,6 @@ enum Bench {
         #[arg(long, default_value_t = 480)]
         size_max: u32,
     },
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn workspace() -> PathBuf {
@@ -223,20 +232,6 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
         bail!("the 12 stats differ from {}", disagree.join(", "));
     }
     Ok(())
-}
-
-/// Radiograph-sized 8-bit test images (textured, so decoding does real work).
-const PREDICT_SIZES: [(u32, u32); 6] =
-    [(373, 454), (454, 373), (480, 352), (416, 416), (600, 800), (1024, 768)];
-
-fn write_test_image(path: &Path, w: u32, h: u32) -> anyhow::Result<()> {
-    let img = image::GrayImage::from_fn(w, h, |x, y| {
-        let (fx, fy) = (x as f32, y as f32);
-        let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) % 41) as f32 - 20.0;
-        let v = 128.0 + 60.0 * (fx / 17.0).sin() * (fy / 23.0).cos() + noise;
-        image::Luma([v.clamp(0.0, 255.0) as u8])
-    });
-    img.save(path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
@@ -502,6 +497,11 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Coco { images, runs } => coco(images, runs),
         Bench::Predict { passes, scale } => predict(passes, &scale),
+        Bench::Backends { scales, passes, threads } => fracture_e2e::backends_bench::run(
+            &fracture_e2e::backends_bench::BackendsBench { scales, passes, threads },
+            &fracture_binary()?,
+            &workspace(),
+        ),
         Bench::Daemon { images, size_min, size_max } => fracture_e2e::daemon_bench::run(
             &fracture_e2e::daemon_bench::DaemonBench { images, size_min, size_max },
             &fracture_binary()?,
