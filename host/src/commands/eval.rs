@@ -12,6 +12,8 @@ use fracture_models::detector::Detector;
 use fracture_models::frcnn::{FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
+use fracture_runtime::backend::{self, BackendKind, Chosen, Plan};
+use fracture_runtime::{OrtOptions, YoloOrt};
 
 use crate::eval::coco_files::write_json;
 use crate::eval::operating_points::Targets;
@@ -49,7 +51,7 @@ split it was trained with: pass its RUN/split.json.
 JSON keys (stable; null where a ratio has nothing to count):
   weights, arch, classes, data, split, split_source,
   n_images, n_fractured_images, n_boxes, n_detections,
-  settings {conf, iou, max_det, imgsz, device, targets {suspicious_recall, definite_precision}}
+  settings {conf, iou, max_det, imgsz, device, backend, targets {suspicious_recall, definite_precision}}
   overall {map50, map50_95 (pycocotools AP50, AP), precision, recall, f1, conf_at_best_f1,
            ultralytics_map50, ultralytics_map50_95, coco {AP, AP50, ... ARl}}
   per_body_part {hand|leg|hip|shoulder|mixed|unknown: {images, fractured_images, boxes,
@@ -134,6 +136,10 @@ pub struct EvalArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// torch (libtorch on the weights) or ort (ONNX Runtime on the bundle's exported graph:
+    /// model.int8.onnx when calibrated and accepted, else model.onnx; needs --bundle).
+    #[arg(long, default_value = "torch")]
+    pub backend: BackendKind,
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -174,6 +180,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         max_det: args.max_det.unwrap_or(if frcnn { 100 } else { 300 }),
         imgsz: args.imgsz,
         device: args.device.clone(),
+        backend: "libtorch".into(),
         targets: Targets {
             suspicious_recall: args.suspicious_recall,
             definite_precision: args.definite_precision,
@@ -189,7 +196,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         out_dir: &out_dir,
         settings: settings.clone(),
     };
-    let mut report = if frcnn {
+    let mut report = if let Some(onnx) = ort_graph(args, target_bundle.as_ref(), frcnn)? {
+        let mut settings = settings.clone();
+        settings.backend = onnx.plan.describe();
+        let ort_opts = OrtOptions { threads: args.threads, ..OrtOptions::default() };
+        let nms = NmsConfig {
+            conf: settings.conf,
+            iou: settings.iou,
+            max_det: settings.max_det,
+            ..NmsConfig::default()
+        };
+        let det = YoloOrt::open(&onnx.value, classes_of(target_bundle.as_ref()), nms, &ort_opts)?;
+        eprintln!("backend: {}", onnx.reason);
+        let mut req = request(det.classes());
+        req.settings = settings;
+        evaluate(&det, &req)?
+    } else if frcnn {
         let det = frcnn_predictor(args, &weights, &settings)?;
         evaluate(&det, &request(det.classes()))?
     } else {
@@ -229,6 +251,35 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         None => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(())
+}
+
+/// The bundle graph `--backend ort` runs (`None`: libtorch on the weights).
+fn ort_graph(
+    args: &EvalArgs,
+    bundle: Option<&fracture_models::bundle::Bundle>,
+    frcnn: bool,
+) -> anyhow::Result<Option<Chosen<PathBuf>>> {
+    match (args.backend, bundle) {
+        (BackendKind::Torch, _) => Ok(None),
+        (BackendKind::Ort, None) => {
+            bail!("--backend ort runs a bundle's ONNX graph: pass --bundle")
+        }
+        (BackendKind::Ort, Some(_)) if frcnn => {
+            bail!("--backend ort: Faster R-CNN bundles are evaluated on libtorch")
+        }
+        (BackendKind::Ort, Some(b)) => {
+            let chosen = backend::open_first(b, BackendKind::Ort, |plan| match plan {
+                Plan::Ort { onnx, .. } => Ok(onnx.clone()),
+                other => Err(format!("{} is not evaluated here", other.describe())),
+            })?;
+            Ok(Some(chosen))
+        }
+        (other, _) => bail!("--backend {other:?}: eval runs torch or ort"),
+    }
+}
+
+fn classes_of(bundle: Option<&fracture_models::bundle::Bundle>) -> Vec<String> {
+    bundle.map(|b| b.manifest.classes.clone()).unwrap_or_default()
 }
 
 /// A training run keeps the split it trained on beside its weights; the dataset's own lists

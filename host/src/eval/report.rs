@@ -52,6 +52,8 @@ pub struct Settings {
     /// Network input size (null: the weights' own).
     pub imgsz: Option<u32>,
     pub device: String,
+    /// What ran the forward pass: `libtorch`, `onnxruntime fp32`, `onnxruntime int8`.
+    pub backend: String,
     pub targets: Targets,
 }
 
