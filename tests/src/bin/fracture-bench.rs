@@ -56,6 +56,21 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Faster R-CNN R50-FPN v2 vs torchvision on the same weights and images, 2 threads: eval
+    /// forward at 416 (target ≤ 0.9× torchvision) and a training step at batch 2 (AdamW).
+    Frcnn {
+        #[arg(long, default_value_t = 416)]
+        size: i64,
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Test-time proposals scored by the box head (torchvision's default: 1000).
+        #[arg(long, default_value_t = 1000)]
+        proposals: i64,
+    },
     /// Training throughput (images/s over the training passes, validation excluded) of
     /// `fracture train` vs ultralytics on the same phantoms, split and settings (batch 16,
     /// 416, 2 threads, from scratch). The first epoch warms up and is not counted. Needs
@@ -497,6 +512,10 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Coco { images, runs } => coco(images, runs),
         Bench::Predict { passes, scale } => predict(passes, &scale),
+        Bench::Frcnn { size, passes, steps, threads, proposals } => fracture_e2e::frcnn_bench::run(
+            &fracture_e2e::frcnn_bench::FrcnnBench { size, passes, steps, threads, proposals },
+            &workspace(),
+        ),
         Bench::Backends { scales, passes, threads } => fracture_e2e::backends_bench::run(
             &fracture_e2e::backends_bench::BackendsBench { scales, passes, threads },
             &fracture_binary()?,

@@ -1,0 +1,130 @@
+//! `fracture-bench frcnn`: our Faster R-CNN ResNet50-FPN v2 against torchvision's on the same
+//! weights and images, 2 threads: the eval forward at 416 (batch 1; target ≤ 0.9×
+//! torchvision's time) and one training step at batch 2 (forward with the four losses,
+//! backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
+//! medians (this machine's speed drifts over minutes).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnTarget, load_safetensors};
+use tch::nn::{OptimizerConfig, VarStore};
+use tch::{Device, Tensor};
+
+use crate::bench_inputs::median;
+
+/// Settings of one `frcnn` run.
+pub struct FrcnnBench {
+    pub size: i64,
+    pub passes: usize,
+    pub steps: usize,
+    pub threads: usize,
+    /// Test-time proposals scored by the box head (torchvision's default 1000).
+    pub proposals: i64,
+}
+
+struct Peer {
+    forward_ms: f64,
+    step_ms: f64,
+}
+
+fn run_peer(python: &Path, script: &Path, out: &Path, cfg: &FrcnnBench) -> anyhow::Result<Peer> {
+    println!("torchvision: {} forwards, {} training steps ...", cfg.passes, cfg.steps);
+    let status = Command::new(python)
+        .arg(script)
+        .arg("--out")
+        .arg(out)
+        .args(["--size", &cfg.size.to_string()])
+        .args(["--passes", &cfg.passes.to_string(), "--steps", &cfg.steps.to_string()])
+        .status()
+        .context("running frcnn_bench.py")?;
+    if !status.success() {
+        bail!("frcnn_bench.py failed");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json"))?)?;
+    Ok(Peer {
+        forward_ms: v["forward_ms"].as_f64().context("bench.json: forward_ms")?,
+        step_ms: v["step_ms"].as_f64().context("bench.json: step_ms")?,
+    })
+}
+
+pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
+    let python = workspace.join(".venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing: run scripts/setup", python.display());
+    }
+    let script = workspace.join("tests/peers/frcnn_bench.py");
+    let dir = tempfile::tempdir()?;
+    let before = run_peer(&python, &script, dir.path(), cfg)?;
+
+    tch::set_num_threads(cfg.threads as i32);
+    let inputs: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.path().join("inputs.safetensors"))?.into_iter().collect();
+    let get =
+        |k: &str| inputs.get(k).map(Tensor::shallow_clone).with_context(|| format!("inputs: {k}"));
+    let images = [get("image0")?, get("image1")?];
+    let targets = [
+        FrcnnTarget { boxes: get("boxes0")?, labels: get("labels0")? },
+        FrcnnTarget { boxes: get("boxes1")?, labels: get("labels1")? },
+    ];
+    let weights = dir.path().join("weights.safetensors");
+    let mut cfg_model = FrcnnConfig::new(2).with_sizes(cfg.size, cfg.size);
+    cfg_model.rpn.post_nms_top_n_test = cfg.proposals;
+    let vs = VarStore::new(Device::Cpu);
+    let model = FasterRcnn::new(&vs.root(), &cfg_model)?;
+    load_safetensors(&vs, &weights)?;
+
+    println!("ours: {} forwards ...", cfg.passes);
+    let mut fwd = Vec::new();
+    for i in 0..=cfg.passes {
+        let t0 = Instant::now();
+        tch::no_grad(|| model.forward_eval(std::slice::from_ref(&images[0])))?;
+        if i > 0 {
+            fwd.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    println!("ours: {} training steps ...", cfg.steps);
+    let mut opt = tch::nn::AdamW::default().wd(0.01).build(&vs, 1e-4)?;
+    let mut steps = Vec::new();
+    for i in 0..=cfg.steps {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        let losses = model.forward_train(&images, &targets)?;
+        let total = &losses.objectness + &losses.rpn_box_reg + &losses.classifier + &losses.box_reg;
+        total.backward();
+        opt.step();
+        if i > 0 {
+            steps.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let after = run_peer(&python, &script, dir.path(), cfg)?;
+    let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
+    let theirs_step = (before.step_ms + after.step_ms) / 2.0;
+    let (ours_fwd, ours_step) = (median(fwd), median(steps));
+    println!(
+        "\nFaster R-CNN R50-FPN v2, {}x{} resize, {} threads, {} test proposals\n",
+        cfg.size, cfg.size, cfg.threads, cfg.proposals
+    );
+    println!("{:<28} {:>12} {:>14} {:>8}", "", "ours (ms)", "torchvision", "ratio");
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+        "eval forward, batch 1",
+        ours_fwd,
+        theirs_fwd,
+        ours_fwd / theirs_fwd
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+        "training step, batch 2",
+        ours_step,
+        theirs_step,
+        ours_step / theirs_step
+    );
+    let ok = if ours_fwd / theirs_fwd <= 0.9 { "PASS" } else { "FAIL" };
+    println!("\ntarget: forward <= 0.9x torchvision -> {ok}");
+    Ok(())
+}
