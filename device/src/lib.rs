@@ -32,6 +32,7 @@ pub mod db;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod prefetch;
 pub mod queue;
 pub mod review;
 pub mod scanner;

@@ -237,6 +237,34 @@ fn claim_next_tx(db: &mut Db) -> Result<Option<ClaimedJob>, QueueError> {
     Ok(Some(job))
 }
 
+/// The job [`claim_next`] would claim now, without claiming it (for decode-ahead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextJob {
+    pub job_id: i64,
+    pub sha256: String,
+    pub source_path: PathBuf,
+}
+
+/// Looks at the next queued job; changes nothing.
+pub fn peek_next(db: &Db) -> Result<Option<NextJob>, QueueError> {
+    Ok(db
+        .conn()
+        .query_row(
+            "SELECT jobs.id, images.sha256, images.source_path FROM jobs
+             JOIN images ON images.id = jobs.image_id
+             WHERE jobs.state = 'queued' ORDER BY jobs.id LIMIT 1",
+            [],
+            |r| {
+                Ok(NextJob {
+                    job_id: r.get(0)?,
+                    sha256: r.get(1)?,
+                    source_path: PathBuf::from(r.get::<_, String>(2)?),
+                })
+            },
+        )
+        .optional()?)
+}
+
 /// Commits a job's result in one transaction: image facts, run, findings, timings, job done,
 /// audit row. Returns the run id.
 pub fn complete(db: &mut Db, job: &ClaimedJob, result: &JobResult<'_>) -> Result<i64, QueueError> {

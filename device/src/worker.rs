@@ -34,10 +34,11 @@ use crate::analyzer::{Analysis, Analyzer, NoModel, StageTiming};
 use crate::config::Config;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::{Db, DbError};
-use crate::ingest::decode::{DecodeOptions, decode};
+use crate::ingest::decode::{DecodeOptions, Decoded, decode};
 use crate::ingest::disposal::Disposal;
 use crate::ingest::folder::{CaptureFolder, Entry, FolderRules};
 use crate::ingest::watch::{FolderWatch, WatchEvent};
+use crate::prefetch::{Prefetched, prefetch};
 use crate::queue::{self, ClaimedJob, DecodedFacts, Enqueued, JobResult, JobState, QueueError};
 use crate::space::{Space, SpaceGuard, SpaceProbe, Statvfs};
 use crate::state_dir::StateDir;
@@ -197,6 +198,8 @@ pub struct Worker<A: Analyzer> {
     last_scan: Option<Instant>,
     telemetry: Arc<Telemetry>,
     space: SpaceGuard,
+    /// The next job's image, decoded while the previous one was analysed.
+    prefetched: Option<Prefetched>,
 }
 
 /// Processes everything in the capture folder with no model (every image `not_analysed`)
@@ -242,6 +245,7 @@ impl<A: Analyzer> Worker<A> {
             last_scan: None,
             telemetry,
             space,
+            prefetched: None,
         })
     }
 
@@ -675,40 +679,29 @@ impl<A: Analyzer> Worker<A> {
         };
         let started = Instant::now();
         let mut timings = Vec::new();
-
-        let t = Instant::now();
-        let bytes = match read_file(&job.source_path, self.config.ingest.max_file_bytes) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.fail(&job, "read", "source file vanished before it was processed", false)?;
-                return Ok(true);
+        let decoded = match self.prefetched.take().filter(|p| p.is_for(&job)) {
+            Some(p) => {
+                timings.push(StageTiming::new("read", p.read));
+                timings.push(StageTiming::new("decode", p.decode));
+                p.decoded
             }
-            Err(e) => {
-                self.quarantine_job(&job, "read", &format!("cannot read: {e}"))?;
-                return Ok(true);
-            }
+            None => match self.read_and_decode(&job, &mut timings)? {
+                Some(d) => d,
+                None => return Ok(true),
+            },
         };
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        timings.push(StageTiming::new("read", t.elapsed()));
-        if sha256 != job.sha256 {
-            self.fail(&job, "read", "the file's content changed after it was queued", false)?;
-            self.folder.reoffer(&job.source_path);
-            return Ok(true);
-        }
 
+        // The next queued file is read and decoded while this one is analysed.
+        let next = queue::peek_next(&self.db)?;
         let t = Instant::now();
-        let decoded = match decode(&bytes, &self.decode) {
-            Ok(d) => d,
-            Err(e) => {
-                self.quarantine_job(&job, "decode", &e.to_string())?;
-                return Ok(true);
-            }
-        };
-        drop(bytes);
-        timings.push(StageTiming::new("decode", t.elapsed()));
-
-        let t = Instant::now();
-        let analysis = match self.analyzer.analyze(&decoded.image) {
+        let (analysis, prefetched) = std::thread::scope(|s| {
+            let (max_bytes, opts) = (self.config.ingest.max_file_bytes, &self.decode);
+            let ahead = next.map(|n| s.spawn(move || prefetch(n, max_bytes, opts)));
+            let analysis = self.analyzer.analyze(&decoded.image);
+            (analysis, ahead.and_then(|h| h.join().ok().flatten()))
+        });
+        self.prefetched = prefetched;
+        let analysis = match analysis {
             Ok(a) => a,
             Err(e) => {
                 self.fail(&job, "analyze", &format!("analysis failed: {e}"), true)?;
@@ -743,6 +736,45 @@ impl<A: Analyzer> Worker<A> {
         );
         self.dispose(job.job_id, &job.source_path, None);
         Ok(true)
+    }
+
+    /// Reads, verifies and decodes a claimed job's file; `None` when the job was failed or
+    /// quarantined instead (already recorded).
+    fn read_and_decode(
+        &mut self,
+        job: &ClaimedJob,
+        timings: &mut Vec<StageTiming>,
+    ) -> Result<Option<Decoded>, WorkerError> {
+        let t = Instant::now();
+        let bytes = match read_file(&job.source_path, self.config.ingest.max_file_bytes) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.fail(job, "read", "source file vanished before it was processed", false)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.quarantine_job(job, "read", &format!("cannot read: {e}"))?;
+                return Ok(None);
+            }
+        };
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        timings.push(StageTiming::new("read", t.elapsed()));
+        if sha256 != job.sha256 {
+            self.fail(job, "read", "the file's content changed after it was queued", false)?;
+            self.folder.reoffer(&job.source_path);
+            return Ok(None);
+        }
+
+        let t = Instant::now();
+        let decoded = match decode(&bytes, &self.decode) {
+            Ok(d) => d,
+            Err(e) => {
+                self.quarantine_job(job, "decode", &e.to_string())?;
+                return Ok(None);
+            }
+        };
+        timings.push(StageTiming::new("decode", t.elapsed()));
+        Ok(Some(decoded))
     }
 
     fn quarantine_job(
@@ -853,7 +885,7 @@ fn hash_file(path: &Path, limit: u64) -> std::io::Result<(String, u64)> {
 }
 
 /// Reads a whole file, refusing it before reading when over `limit`.
-fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len > limit {
