@@ -50,6 +50,8 @@ enum Command {
     /// Compare training runs: the results table, fairness, learning curves and qualitative
     /// figures as compare.md, a self-contained compare.html and compare.json.
     Compare(Box<commands::compare::CompareArgs>),
+    /// TensorRT engines: build one from a bundle, benchmark one (needs TensorRT 10 and a GPU).
+    Engine(commands::engine::EngineArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,5 +81,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(args) => commands::metrics::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Compare(args) => commands::compare::run(&args),
+        Command::Engine(args) => commands::engine::run(&args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod eda;
+pub mod engine;
 pub mod eval;
 pub mod export;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! sharing one letterbox, NMS and box-mapping path.
 
 pub mod backend;
+pub mod engine_source;
 pub mod ort_library;
 pub mod ort_model;
 pub mod yolo_ort;
