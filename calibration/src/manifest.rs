@@ -1,5 +1,6 @@
 //! Calibration-set manifests: the list of images a calibration used, each with its SHA-256, so
-//! the same calibration can be reproduced and a changed file is noticed.
+//! the same calibration can be reproduced and a changed file is noticed; and the warnings a
+//! calibration set deserves (too few images, no fractured image).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,36 @@ pub struct ManifestEntry {
 pub struct CalibrationManifest {
     pub root: PathBuf,
     pub images: Vec<ManifestEntry>,
+}
+
+/// Fewer calibration images than this draws a [`ManifestWarning::SmallSet`] (the issue's
+/// figure; NVIDIA suggests about 500 for ImageNet-sized classifiers).
+pub const RECOMMENDED_MIN_IMAGES: usize = 300;
+
+/// Something about a calibration set that makes its ranges less trustworthy. Not an error:
+/// a small set may be all there is, but the user should be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestWarning {
+    /// Fewer than [`RECOMMENDED_MIN_IMAGES`] images.
+    SmallSet { images: usize, recommended: usize },
+    /// No image has a fracture label, so the activations of what the model must find are
+    /// not represented in the ranges.
+    NoFractured { images: usize },
+}
+
+impl std::fmt::Display for ManifestWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestWarning::SmallSet { images, recommended } => write!(
+                f,
+                "the calibration set has {images} image(s), fewer than the {recommended} recommended: ranges may not cover what the device will see"
+            ),
+            ManifestWarning::NoFractured { images } => write!(
+                f,
+                "none of the {images} calibration image(s) is fractured: activations of fractures are not represented"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +116,19 @@ impl CalibrationManifest {
         self.images.iter().filter(|e| e.fractured).count()
     }
 
+    /// What is wrong with this set as a calibration set, if anything (empty when it is fine).
+    pub fn warnings(&self) -> Vec<ManifestWarning> {
+        let images = self.images.len();
+        let mut w = Vec::new();
+        if images < RECOMMENDED_MIN_IMAGES {
+            w.push(ManifestWarning::SmallSet { images, recommended: RECOMMENDED_MIN_IMAGES });
+        }
+        if self.fractured_count() == 0 {
+            w.push(ManifestWarning::NoFractured { images });
+        }
+        w
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|source| ManifestError::Parse { path: path.to_path_buf(), source })?;
@@ -131,5 +175,30 @@ mod tests {
             Err(ManifestError::Changed { path, .. }) => assert!(path.ends_with("b.jpg")),
             other => panic!("expected Changed, got {other:?}"),
         }
+    }
+
+    fn entries(n: usize, fractured: usize) -> CalibrationManifest {
+        let images = (0..n)
+            .map(|i| ManifestEntry {
+                path: format!("img{i}.jpg").into(),
+                sha256: "0".repeat(64),
+                fractured: i < fractured,
+            })
+            .collect();
+        CalibrationManifest { root: "/data".into(), images }
+    }
+
+    #[test]
+    fn warnings() {
+        assert_eq!(entries(300, 1).warnings(), vec![]);
+        assert_eq!(
+            entries(299, 50).warnings(),
+            vec![ManifestWarning::SmallSet { images: 299, recommended: 300 }]
+        );
+        assert_eq!(entries(400, 0).warnings(), vec![ManifestWarning::NoFractured { images: 400 }]);
+        let empty = entries(0, 0).warnings();
+        assert_eq!(empty.len(), 2);
+        assert!(empty[0].to_string().contains("0 image(s), fewer than the 300"), "{}", empty[0]);
+        assert!(empty[1].to_string().contains("none of the 0"), "{}", empty[1]);
     }
 }
