@@ -1,6 +1,7 @@
 //! fracture-host: the libraries behind the `fracture` command — dataset loading and splitting,
 //! the phantom generator, exploratory data analysis, and one module per subcommand.
 
+pub mod calibrate;
 pub mod commands;
 pub mod compare;
 pub mod dataset;

@@ -47,6 +47,9 @@ enum Command {
     /// Evaluate weights on a dataset split: mAP, P/R/F1, body parts, sizes, operating points.
     #[command(long_about = commands::eval::LONG_ABOUT)]
     Eval(Box<commands::eval::EvalArgs>),
+    /// INT8-calibrate a YOLO11 bundle (entropy, percentile, max) and compare FP32/FP16/INT8.
+    #[command(long_about = commands::calibrate::LONG_ABOUT)]
+    Calibrate(Box<commands::calibrate::CalibrateArgs>),
     /// Compare training runs: the results table, fairness, learning curves and qualitative
     /// figures as compare.md, a self-contained compare.html and compare.json.
     Compare(Box<commands::compare::CompareArgs>),
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eda(args) => commands::eda::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Calibrate(args) => commands::calibrate::run(&args),
         Command::Compare(args) => commands::compare::run(&args),
         Command::Engine(args) => commands::engine::run(&args),
     }

@@ -61,7 +61,16 @@ fn short_run_writes_everything_and_resumes_after_a_kill() {
     let text =
         fracture(&["export", "--weights", best.to_str().unwrap(), "--bundle", b, "--half-weights"]);
     assert!(text.contains("bundle bundle (yolo11n, 1 class(es), 128 px)"), "{text}");
-    assert!(fracture(&["bundle", "verify", b]).contains(": ok"));
+    assert!(fracture(&["bundle", "verify", b]).contains(": ok (2 file(s)"));
+    // model.onnx is listed with its SHA-256, so verify covers it too.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["files"]["model.onnx"].as_str().unwrap().len(), 64);
+    let onnx = std::fs::read(bundle.join("model.onnx")).unwrap();
+    std::fs::write(bundle.join("model.onnx"), b"tampered").unwrap();
+    let e = support::fracture_fails(&["bundle", "verify", b]);
+    assert!(e.contains("model.onnx has SHA-256"), "{e}");
+    std::fs::write(bundle.join("model.onnx"), onnx).unwrap();
     let predicted = support::fracture_stdout(&[
         "predict",
         "--weights",

@@ -16,6 +16,8 @@ use crate::weights_file::WeightsMeta;
 pub const MANIFEST: &str = "manifest.json";
 /// Name of the weights inside a bundle folder.
 pub const WEIGHTS: &str = "weights.safetensors";
+/// Name of the float32 ONNX model inside a bundle folder (written by `fracture export`).
+pub const MODEL_ONNX: &str = "model.onnx";
 /// Manifest format understood by this build.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -187,13 +189,38 @@ impl Bundle {
     /// Writes a bundle: copies `weights` in, hashes it, writes the manifest last (a bundle
     /// without a manifest is not a bundle, so a crash never leaves a half one that opens).
     /// `manifest.files` is filled in here.
-    pub fn write(dir: &Path, weights: &Path, mut manifest: Manifest) -> Result<Self, BundleError> {
+    pub fn write(dir: &Path, weights: &Path, manifest: Manifest) -> Result<Self, BundleError> {
+        Self::write_with(dir, weights, &[], manifest)
+    }
+
+    /// [`Bundle::write`] with more files: each `(name, source)` of `extra` (e.g.
+    /// [`MODEL_ONNX`]) is copied in as `name` (a plain file name) and listed with its SHA-256.
+    pub fn write_with(
+        dir: &Path,
+        weights: &Path,
+        extra: &[(&str, &Path)],
+        mut manifest: Manifest,
+    ) -> Result<Self, BundleError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| BundleError::Io { path: dir.to_path_buf(), source })?;
+        for (name, _) in extra {
+            if !plain_name(name) || *name == WEIGHTS || *name == MANIFEST {
+                return Err(BundleError::BadName {
+                    bundle: dir.to_path_buf(),
+                    file: name.to_string(),
+                });
+            }
+        }
         let dst = dir.join(WEIGHTS);
         std::fs::copy(weights, &dst)
             .map_err(|source| BundleError::Io { path: weights.to_path_buf(), source })?;
         manifest.files.insert(WEIGHTS.to_string(), sha256_file(&dst)?);
+        for (name, src) in extra {
+            let dst = dir.join(name);
+            std::fs::copy(src, &dst)
+                .map_err(|source| BundleError::Io { path: src.to_path_buf(), source })?;
+            manifest.files.insert(name.to_string(), sha256_file(&dst)?);
+        }
         manifest.format_version = FORMAT_VERSION;
         let text = serde_json::to_string_pretty(&manifest).map_err(|e| BundleError::Manifest {
             path: dir.join(MANIFEST),
@@ -205,6 +232,46 @@ impl Bundle {
         std::fs::rename(&tmp, dir.join(MANIFEST))
             .map_err(|source| BundleError::Io { path: dir.join(MANIFEST), source })?;
         Self::open(dir)
+    }
+}
+
+impl Bundle {
+    /// Copies `files` (`(name, source)`, plain names other than the weights and the
+    /// manifest) into this bundle, lists them with their SHA-256, applies `update` to the
+    /// manifest and rewrites it last (atomically), so a crash never leaves a manifest that
+    /// lists a half-copied file. Returns the bundle as reopened (verified, new identity).
+    pub fn add_files(
+        &self,
+        files: &[(&str, &Path)],
+        update: impl FnOnce(&mut Manifest),
+    ) -> Result<Self, BundleError> {
+        let mut manifest = self.manifest.clone();
+        for (name, src) in files {
+            if !plain_name(name) || *name == WEIGHTS || *name == MANIFEST {
+                return Err(BundleError::BadName {
+                    bundle: self.dir.clone(),
+                    file: name.to_string(),
+                });
+            }
+            let dst = self.dir.join(name);
+            let tmp = self.dir.join(format!("{name}.partial"));
+            std::fs::copy(src, &tmp)
+                .map_err(|source| BundleError::Io { path: src.to_path_buf(), source })?;
+            std::fs::rename(&tmp, &dst)
+                .map_err(|source| BundleError::Io { path: dst.clone(), source })?;
+            manifest.files.insert(name.to_string(), sha256_file(&dst)?);
+        }
+        update(&mut manifest);
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| BundleError::Manifest {
+            path: self.dir.join(MANIFEST),
+            message: e.to_string(),
+        })?;
+        let tmp = self.dir.join("manifest.json.partial");
+        std::fs::write(&tmp, text)
+            .map_err(|source| BundleError::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, self.dir.join(MANIFEST))
+            .map_err(|source| BundleError::Io { path: self.dir.join(MANIFEST), source })?;
+        Self::open(&self.dir)
     }
 }
 
@@ -285,6 +352,25 @@ mod tests {
 
         std::fs::remove_file(b.join(WEIGHTS)).unwrap();
         assert!(matches!(Bundle::open(&b), Err(BundleError::Missing { .. })));
+    }
+
+    #[test]
+    fn extra_files_are_listed_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w.safetensors");
+        std::fs::write(&w, b"weights bytes").unwrap();
+        let onnx = dir.path().join("exported.onnx");
+        std::fs::write(&onnx, b"onnx bytes").unwrap();
+        let points = OperatingPoints { suspicious: 0.1, definite: 0.5 };
+        let m = Manifest::for_weights("t", &meta(), points);
+        let b = dir.path().join("bundle");
+        let written = Bundle::write_with(&b, &w, &[(MODEL_ONNX, &onnx)], m.clone()).unwrap();
+        assert_eq!(written.manifest.files.len(), 2);
+        assert_eq!(written.manifest.files[MODEL_ONNX], hex::encode(Sha256::digest(b"onnx bytes")));
+        std::fs::write(b.join(MODEL_ONNX), b"tampered").unwrap();
+        assert!(matches!(Bundle::open(&b), Err(BundleError::Hash { .. })));
+        let bad = Bundle::write_with(&dir.path().join("b2"), &w, &[("../x.onnx", &onnx)], m);
+        assert!(matches!(bad, Err(BundleError::BadName { .. })));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod frcnn;
 pub mod letterbox;
 pub mod metrics;
 pub mod nms;
+pub mod onnx;
 pub mod pixels;
 pub mod tensor;
 pub mod weights_file;

@@ -1,11 +1,12 @@
 //! `fracture export --bundle`: package trained weights as a model bundle the device installs
-//! (`manifest.json` + `weights.safetensors` with our metadata), and `fracture bundle verify`
-//! to check one. ONNX, INT8 and calibration files join the bundle with the export issue.
+//! (`manifest.json` + `weights.safetensors` with our metadata, and for YOLO11 `model.onnx`,
+//! the project's own ONNX export at the bundle's input size with a dynamic batch), and
+//! `fracture bundle verify` to check one. INT8 and calibration files join with calibration.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use fracture_models::bundle::{Bundle, Manifest, OperatingPoints};
+use fracture_models::bundle::{Bundle, MODEL_ONNX, Manifest, OperatingPoints};
 use fracture_models::frcnn::{self, FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::weights_file::{self, WeightsMeta};
 use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
@@ -15,7 +16,9 @@ use fracture_models::yolo::{ArchSpec, PredictOptions, Scale, YoloPredictor};
   fracture export --weights runs/n/weights/best.safetensors --bundle bundles/fracture-n-v1\n  \
   fracture export --weights yolo11s.safetensors --arch yolo11s --nc 1 --bundle b --definite 0.6\n  \
   fracture export --weights runs/frcnn/weights/best.safetensors --bundle bundles/frcnn-v1\n\n\
-YOLO11 bundles carry ultralytics' letterbox and NMS (0.45, 300 boxes); Faster R-CNN bundles \
+YOLO11 bundles carry ultralytics' letterbox and NMS (0.45, 300 boxes) and model.onnx (opset 17, \
+input `images` [batch, 3, imgsz, imgsz], output `output0` [batch, 4 + nc, N] as ultralytics \
+exports it); Faster R-CNN bundles \
 (frcnn-r50-fpn-v2, fp32 only) carry torchvision's resize rule and post-processing (NMS 0.5, \
 100 boxes), with the training sizes kept in the weights' metadata.")]
 pub struct ExportArgs {
@@ -119,13 +122,8 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             .context("--bundle has no folder name; pass --id")?,
     };
     // The bundle's weights always carry our metadata, so the device needs no flags.
-    let staged = tempfile::NamedTempFile::new_in(
-        args.bundle
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new(".")),
-    )
-    .context("creating a temporary file beside the bundle")?;
+    let staged = tempfile::NamedTempFile::new_in(staged_dir(&args.bundle))
+        .context("creating a temporary file beside the bundle")?;
     let mut tensors = weights_file::load_tensors(&args.weights)?;
     if args.half_weights {
         for (_, t) in &mut tensors {
@@ -143,7 +141,34 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             manifest.metrics.insert(key.to_string(), v);
         }
     }
-    let bundle = Bundle::write(&args.bundle, staged.path(), manifest)?;
+    // YOLO11: the ONNX model, exported from the weights as the bundle holds them.
+    let onnx = if meta.arch == frcnn::ARCH {
+        None
+    } else {
+        let spec = ArchSpec { scale: meta.arch.parse()?, num_classes: meta.classes.len() as i64 };
+        let opts = PredictOptions { imgsz: Some(meta.imgsz), ..PredictOptions::default() };
+        let predictor = YoloPredictor::load(staged.path(), Some(spec), opts)?;
+        let size = i64::from(meta.imgsz);
+        let mut proto = fracture_models::onnx::export_yolo(predictor.model(), size, size)?;
+        // ultralytics' `names` metadata (a Python dict literal its ONNX loader evaluates).
+        let names: Vec<String> = meta
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{i}: '{}'", c.replace('\\', "\\\\").replace('\'', "\\'")))
+            .collect();
+        proto.metadata_props.push(fracture_models::onnx::proto::StringStringEntryProto {
+            key: Some("names".into()),
+            value: Some(format!("{{{}}}", names.join(", "))),
+        });
+        let file = tempfile::NamedTempFile::new_in(staged_dir(&args.bundle))
+            .context("creating a temporary file beside the bundle")?;
+        fracture_models::onnx::save(&proto, file.path())?;
+        Some(file)
+    };
+    let extra: Vec<(&str, &std::path::Path)> =
+        onnx.iter().map(|f| (MODEL_ONNX, f.path())).collect();
+    let bundle = Bundle::write_with(&args.bundle, staged.path(), &extra, manifest)?;
     println!(
         "bundle {} ({}, {} class(es), {} px) written to {}; sha256 {}",
         bundle.manifest.bundle_id,
@@ -154,6 +179,11 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
         bundle.sha256
     );
     Ok(())
+}
+
+/// Where temporary files beside the bundle folder go (its parent, or `.`).
+fn staged_dir(bundle: &std::path::Path) -> &std::path::Path {
+    bundle.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
 }
 
 pub fn run_bundle(args: &BundleArgs) -> anyhow::Result<()> {

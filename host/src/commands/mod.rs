@@ -1,6 +1,7 @@
 //! One module per `fracture` subcommand: its clap arguments and the thin glue from them to the
 //! libraries. Nothing here holds logic other commands need.
 
+pub mod calibrate;
 pub mod compare;
 pub mod eda;
 pub mod engine;

@@ -119,6 +119,39 @@ fn run_split<D: Detector>(
     Ok(SplitRun { split, runs, files, tallies })
 }
 
+/// pycocotools' mAP50 / mAP50-95 of one model run on one split, and its latency.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SplitScore {
+    pub map50: f64,
+    pub map50_95: f64,
+    pub images: usize,
+    /// Median decode → boxes time per image, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Scores `detector` on `split` of `ds` (COCO files written under `out_dir` with `prefix`):
+/// the comparison of one model run different ways (`fracture calibrate`: FP32, FP16, INT8).
+pub fn score<D: Detector>(
+    detector: &D,
+    ds: &Dataset,
+    split: &split::SplitImages,
+    out_dir: &Path,
+    prefix: &str,
+) -> Result<SplitScore, EvalError> {
+    std::fs::create_dir_all(out_dir)
+        .map_err(|source| EvalError::Io { path: out_dir.to_path_buf(), source })?;
+    let run = run_split(detector, ds, split.clone(), out_dir, prefix)?;
+    let coco = fracture_models::metrics::evaluate(&run.files.gt, &run.files.dets)
+        .map_err(|source| EvalError::Coco { path: run.files.dets_path.clone(), source })?;
+    let latency = inference::latency(&run.runs);
+    Ok(SplitScore {
+        map50: coco.stats.AP50,
+        map50_95: coco.stats.AP,
+        images: split.indices.len(),
+        latency_ms: latency.median,
+    })
+}
+
 /// Runs the whole evaluation. The report's `bundle` is left for the caller.
 pub fn evaluate<D: Detector>(detector: &D, req: &EvalRequest) -> Result<EvalReport, EvalError> {
     req.settings.targets.check().map_err(EvalError::Targets)?;

@@ -11,15 +11,15 @@ use super::conv::Conv;
 /// Multi-head self-attention with a conv positional encoding.
 #[derive(Debug)]
 pub struct Attention {
-    num_heads: i64,
-    head_dim: i64,
-    key_dim: i64,
-    scale: f64,
+    pub(crate) num_heads: i64,
+    pub(crate) head_dim: i64,
+    pub(crate) key_dim: i64,
+    pub(crate) scale: f64,
     /// `dim -> dim + 2 · heads · key_dim` (q, k, v interleaved per head).
-    qkv: Conv,
-    proj: Conv,
+    pub(crate) qkv: Conv,
+    pub(crate) proj: Conv,
     /// Depthwise 3×3 on the values.
-    pe: Conv,
+    pub(crate) pe: Conv,
 }
 
 impl Attention {
@@ -66,8 +66,8 @@ impl Attention {
 /// `x + attn(x)`, then `x + ffn(x)` with `ffn = Conv(c, 2c, 1), Conv(2c, c, 1, act=False)`.
 #[derive(Debug)]
 pub struct PsaBlock {
-    attn: Attention,
-    ffn: [Conv; 2],
+    pub(crate) attn: Attention,
+    pub(crate) ffn: [Conv; 2],
 }
 
 impl PsaBlock {
@@ -98,10 +98,10 @@ impl PsaBlock {
 /// CSP wrapper: `cv1` to `2c` channels, PSA blocks on the second half, concatenate, `cv2`.
 #[derive(Debug)]
 pub struct C2Psa {
-    c: i64,
-    cv1: Conv,
-    cv2: Conv,
-    m: Vec<PsaBlock>,
+    pub(crate) c: i64,
+    pub(crate) cv1: Conv,
+    pub(crate) cv2: Conv,
+    pub(crate) m: Vec<PsaBlock>,
 }
 
 impl C2Psa {

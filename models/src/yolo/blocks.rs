@@ -15,9 +15,9 @@ fn hidden(c: i64, e: f64) -> i64 {
 /// `x + cv2(cv1(x))` (the add only when `shortcut` and `c1 == c2`).
 #[derive(Debug)]
 pub struct Bottleneck {
-    cv1: Conv,
-    cv2: Conv,
-    add: bool,
+    pub(crate) cv1: Conv,
+    pub(crate) cv2: Conv,
+    pub(crate) add: bool,
 }
 
 impl Bottleneck {
@@ -44,10 +44,10 @@ impl Bottleneck {
 /// CSP bottleneck with 3 convolutions and `n` 3×3 bottlenecks (ultralytics' `C3k`, e = 0.5).
 #[derive(Debug)]
 pub struct C3k {
-    cv1: Conv,
-    cv2: Conv,
-    cv3: Conv,
-    m: Vec<Bottleneck>,
+    pub(crate) cv1: Conv,
+    pub(crate) cv2: Conv,
+    pub(crate) cv3: Conv,
+    pub(crate) m: Vec<Bottleneck>,
 }
 
 impl C3k {
@@ -82,7 +82,7 @@ impl C3k {
 
 /// The inner block of a C3k2: a plain bottleneck (n, s sizes in most places) or a C3k.
 #[derive(Debug)]
-enum Inner {
+pub(crate) enum Inner {
     Bottleneck(Box<Bottleneck>),
     C3k(Box<C3k>),
 }
@@ -91,9 +91,9 @@ enum Inner {
 /// the second, concatenate everything (`[B, (2 + n) c, H, W]`) and mix with `cv2`.
 #[derive(Debug)]
 pub struct C3k2 {
-    cv1: Conv,
-    cv2: Conv,
-    m: Vec<Inner>,
+    pub(crate) cv1: Conv,
+    pub(crate) cv2: Conv,
+    pub(crate) m: Vec<Inner>,
 }
 
 impl C3k2 {
@@ -146,9 +146,9 @@ impl C3k2 {
 /// the four maps, `cv2`. In YOLO11's (pre-YOLO26) YAML rows `cv1` keeps its SiLU.
 #[derive(Debug)]
 pub struct Sppf {
-    cv1: Conv,
-    cv2: Conv,
-    k: i64,
+    pub(crate) cv1: Conv,
+    pub(crate) cv2: Conv,
+    pub(crate) k: i64,
 }
 
 impl Sppf {

@@ -30,10 +30,11 @@ pub struct Conv {
     /// `[c2, c1 / groups, k, k]`.
     weight: Tensor,
     bn: nn::BatchNorm,
-    stride: i64,
-    padding: i64,
-    groups: i64,
-    act: bool,
+    pub(crate) stride: i64,
+    pub(crate) padding: i64,
+    pub(crate) groups: i64,
+    /// Whether SiLU follows.
+    pub(crate) act: bool,
     /// BN folded into (weight `[c2, c1/g, k, k]`, bias `[c2]`) by [`Conv::fuse`].
     fused: Option<(Tensor, Tensor)>,
 }
@@ -89,7 +90,23 @@ impl Conv {
     /// Folds the current batch-norm statistics into a biased convolution:
     /// `w' = w · γ/√(var+ε)`, `b' = β - mean · γ/√(var+ε)`. Call after loading weights.
     pub fn fuse(&mut self) {
-        let (Some(gamma), Some(beta)) = (&self.bn.ws, &self.bn.bs) else { return };
+        if let Some(folded) = self.fold() {
+            self.fused = Some(folded);
+        }
+    }
+
+    /// The convolution with batch norm folded in, as (weight `[c2, c1/g, k, k]`, bias `[c2]`):
+    /// the fused copy when fused, else folded now from the current statistics (the ONNX
+    /// export reads this).
+    pub(crate) fn folded(&self) -> Option<(Tensor, Tensor)> {
+        match &self.fused {
+            Some((w, b)) => Some((w.shallow_clone(), b.shallow_clone())),
+            None => self.fold(),
+        }
+    }
+
+    fn fold(&self) -> Option<(Tensor, Tensor)> {
+        let (Some(gamma), Some(beta)) = (&self.bn.ws, &self.bn.bs) else { return None };
         // Same operation order as torch's `fuse_conv_bn_weights` (bias-free conv), so the folded
         // values are bit-identical to ultralytics'.
         // Folded in float32 whatever the variables' kind (a bfloat16 model folds its rounded
@@ -98,14 +115,18 @@ impl Conv {
         let f32 = |t: &Tensor| {
             if kind == Kind::Double { t.shallow_clone() } else { t.to_kind(Kind::Float) }
         };
-        let folded = tch::no_grad(|| {
+        Some(tch::no_grad(|| {
             let rsqrt = (f32(&self.bn.running_var) + BN_EPS).rsqrt(); // [c2]
             let gamma = f32(gamma);
             let w = f32(&self.weight) * (&gamma * &rsqrt).view([-1, 1, 1, 1]);
             let b = (-f32(&self.bn.running_mean)) * &rsqrt * &gamma + f32(beta);
             (w.to_kind(kind), b.to_kind(kind))
-        });
-        self.fused = Some(folded);
+        }))
+    }
+
+    /// Output channels (`c2`).
+    pub(crate) fn out_channels(&self) -> i64 {
+        self.weight.size()[0]
     }
 
     /// Drops the folded copy: back to conv + batch norm on the live variables.

@@ -16,27 +16,27 @@ pub const STRIDES: [f64; 3] = [8.0, 16.0, 32.0];
 
 /// `cv2.i`: `[B, c_in, H, W]` -> `[B, 4·reg_max, H, W]`.
 #[derive(Debug)]
-struct BoxBranch {
-    convs: [Conv; 2],
-    out: nn::Conv2D,
+pub(crate) struct BoxBranch {
+    pub(crate) convs: [Conv; 2],
+    pub(crate) out: nn::Conv2D,
 }
 
 /// `cv3.i`: `[B, c_in, H, W]` -> `[B, nc, H, W]`; each stage is `(DWConv 3×3, Conv 1×1)`.
 #[derive(Debug)]
-struct ClsBranch {
-    stages: [[Conv; 2]; 2],
-    out: nn::Conv2D,
+pub(crate) struct ClsBranch {
+    pub(crate) stages: [[Conv; 2]; 2],
+    pub(crate) out: nn::Conv2D,
 }
 
 /// The detection head over the three levels.
 #[derive(Debug)]
 pub struct Detect {
-    nc: i64,
-    reg_max: i64,
-    box_branches: Vec<BoxBranch>,
-    cls_branches: Vec<ClsBranch>,
+    pub(crate) nc: i64,
+    pub(crate) reg_max: i64,
+    pub(crate) box_branches: Vec<BoxBranch>,
+    pub(crate) cls_branches: Vec<ClsBranch>,
     /// `[1, reg_max, 1, 1]` = `0..reg_max` (`dfl.conv.weight`, not trainable).
-    dfl: Tensor,
+    pub(crate) dfl: Tensor,
     /// Dropout probability on the features entering each branch's last 1×1 conv, in
     /// training only (the study's head-dropout regulariser; ultralytics' Detect has none, so
     /// 0 keeps parity).

@@ -67,7 +67,7 @@ const YOLO11: [Row; 24] = [
 
 /// A built layer (everything but Detect).
 #[derive(Debug)]
-enum Layer {
+pub(crate) enum Layer {
     Conv(Conv),
     C3k2(C3k2),
     Sppf(Sppf),
@@ -105,7 +105,7 @@ impl Layer {
 
 /// Where a layer reads from: the previous layer (the image for layer 0) or layer `j`.
 #[derive(Debug, Clone, Copy)]
-enum Input {
+pub(crate) enum Input {
     Previous,
     Layer(usize),
 }
@@ -118,20 +118,20 @@ impl Input {
 
 /// A layer with its inputs.
 #[derive(Debug)]
-struct Node {
-    from: Vec<Input>,
-    layer: Layer,
+pub(crate) struct Node {
+    pub(crate) from: Vec<Input>,
+    pub(crate) layer: Layer,
 }
 
 /// A YOLO11 detection model.
 #[derive(Debug)]
 pub struct Yolo {
     cfg: YoloConfig,
-    nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     /// Whether layer `i`'s output is read by a later non-adjacent layer.
     saved: Vec<bool>,
-    detect_from: Vec<usize>,
-    detect: Detect,
+    pub(crate) detect_from: Vec<usize>,
+    pub(crate) detect: Detect,
 }
 
 impl Yolo {

@@ -183,6 +183,11 @@ impl YoloPredictor {
         self.imgsz
     }
 
+    /// The fused network (for export).
+    pub fn model(&self) -> &Yolo {
+        &self.model
+    }
+
     pub fn options(&self) -> &PredictOptions {
         &self.opts
     }

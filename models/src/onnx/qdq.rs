@@ -1,0 +1,267 @@
+//! Explicit INT8 quantisation of an exported graph: QuantizeLinear/DequantizeLinear pairs,
+//! symmetric int8 with zero point 0 — per output channel for convolution weights (stored as
+//! int8 initializers behind a DequantizeLinear on axis 0), per tensor for activations (scale
+//! = amax / 127 from calibration). This is the form TensorRT 10 recommends (and 11 requires)
+//! and the QDQ format ONNX Runtime fuses into integer convolutions.
+//!
+//! Every `Conv` is quantised on its activation input and its weight, and — so ONNX Runtime
+//! can fuse `DQ → Conv → Q` into one integer kernel — on its output; the output keeps its
+//! name (the float Conv result is renamed `<name>/float`), so the graph's consumers and the
+//! calibration statistics, both keyed by the original names, are untouched. Convolutions
+//! named in [`QdqOptions::keep_float`] (by node name or output name) stay in float: the knob
+//! for layers that cost small-object accuracy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::proto::{AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, TensorProto};
+
+/// ONNX `TensorProto.DataType` codes used here.
+const FLOAT: i32 = 1;
+const INT8: i32 = 3;
+
+/// The largest int8 magnitude used (symmetric range, as TensorRT quantises).
+const QMAX: f32 = 127.0;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QdqError {
+    #[error("the model has no graph")]
+    NoGraph,
+    #[error("Conv `{node}`: its weight `{weight}` is not a float initializer with raw data")]
+    Weight { node: String, weight: String },
+    #[error("no calibration scale for tensor `{tensor}` (input of Conv `{node}`)")]
+    MissingScale { tensor: String, node: String },
+    #[error("tensor `{tensor}`: amax {amax} is not a finite non-negative number")]
+    BadAmax { tensor: String, amax: f32 },
+}
+
+/// What to leave in float.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QdqOptions {
+    /// Conv node names or output tensor names kept in float.
+    pub keep_float: BTreeSet<String>,
+}
+
+/// What [`quantize`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QdqSummary {
+    /// Output names of the quantised convolutions, in graph order.
+    pub quantized: Vec<String>,
+    /// Output names of the convolutions kept in float.
+    pub kept_float: Vec<String>,
+}
+
+/// The per-channel int8 weight and its scales: `w ≈ q · scale[c]` for output channel `c`.
+pub fn quantize_weight(w: &[f32], out_channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let per = w.len() / out_channels.max(1);
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(out_channels);
+    for c in w.chunks(per.max(1)) {
+        let amax = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // An all-zero channel quantises to zeros with any scale; 1 keeps it finite.
+        let s = if amax > 0.0 { amax / QMAX } else { 1.0 };
+        scales.push(s);
+        q.extend(c.iter().map(|v| (v / s).round().clamp(-QMAX, QMAX) as i8));
+    }
+    (q, scales)
+}
+
+fn f32_raw(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != Some(FLOAT) {
+        return None;
+    }
+    let raw = t.raw_data.as_ref()?;
+    Some(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+fn tensor(name: &str, dims: Vec<i64>, data_type: i32, raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        dims,
+        data_type: Some(data_type),
+        name: Some(name.to_string()),
+        raw_data: Some(raw),
+        ..TensorProto::default()
+    }
+}
+
+fn f32_tensor(name: &str, dims: Vec<i64>, v: &[f32]) -> TensorProto {
+    tensor(name, dims, FLOAT, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn i8_tensor(name: &str, dims: Vec<i64>, v: &[i8]) -> TensorProto {
+    tensor(name, dims, INT8, v.iter().map(|&x| x as u8).collect())
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> NodeProto {
+    NodeProto {
+        input: inputs,
+        output: vec![output],
+        name: Some(name),
+        op_type: Some(op.to_string()),
+        ..NodeProto::default()
+    }
+}
+
+fn axis(v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..AttributeProto::default()
+    }
+}
+
+/// Rewrites `model` with Q/DQ around every Conv (see the module doc), activation scales from
+/// `amax` (per tensor name, as calibration found them).
+pub fn quantize(
+    model: &ModelProto,
+    amax: &BTreeMap<String, f32>,
+    opts: &QdqOptions,
+) -> Result<(ModelProto, QdqSummary), QdqError> {
+    let graph = model.graph.as_ref().ok_or(QdqError::NoGraph)?;
+    let inits: HashMap<&str, &TensorProto> =
+        graph.initializer.iter().filter_map(|t| Some((t.name.as_deref()?, t))).collect();
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut replaced: HashSet<String> = HashSet::new();
+    let mut nodes = Vec::with_capacity(graph.node.len() * 2);
+    // Activation tensor -> its dequantised name (one Q/DQ pair per tensor).
+    let mut dq_of: HashMap<String, String> = HashMap::new();
+    let mut summary = QdqSummary::default();
+
+    let scale_of = |tensor: &str, node: &str| -> Result<f32, QdqError> {
+        let a = *amax.get(tensor).ok_or_else(|| QdqError::MissingScale {
+            tensor: tensor.to_string(),
+            node: node.to_string(),
+        })?;
+        if !(a.is_finite() && a >= 0.0) {
+            return Err(QdqError::BadAmax { tensor: tensor.to_string(), amax: a });
+        }
+        // A tensor that was always zero quantises exactly with any scale; 1/127 keeps the
+        // scale positive, as QuantizeLinear requires.
+        Ok(if a > 0.0 { a / QMAX } else { 1.0 / QMAX })
+    };
+    // Q/DQ nodes for activation `x` with `scale`; returns the nodes and the DQ output name.
+    let qdq = |x: &str, dq_out: String, scale: f32, inits: &mut Vec<TensorProto>| {
+        let (s, z, q) = (format!("{x}/scale"), format!("{x}/zero_point"), format!("{x}/quantized"));
+        inits.push(f32_tensor(&s, vec![], &[scale]));
+        inits.push(i8_tensor(&z, vec![], &[0]));
+        [
+            node(
+                "QuantizeLinear",
+                format!("{x}/QuantizeLinear"),
+                vec![x.into(), s.clone(), z.clone()],
+                q.clone(),
+            ),
+            node("DequantizeLinear", format!("{x}/DequantizeLinear"), vec![q, s, z], dq_out),
+        ]
+    };
+
+    for n in &graph.node {
+        let name = n.name.clone().unwrap_or_default();
+        let out = n.output.first().cloned().unwrap_or_default();
+        if n.op_type.as_deref() != Some("Conv") {
+            nodes.push(n.clone());
+            continue;
+        }
+        if opts.keep_float.contains(&name) || opts.keep_float.contains(&out) {
+            summary.kept_float.push(out);
+            nodes.push(n.clone());
+            continue;
+        }
+        let (Some(x), Some(wname)) = (n.input.first(), n.input.get(1)) else {
+            nodes.push(n.clone());
+            continue;
+        };
+        let weight_err = || QdqError::Weight { node: name.clone(), weight: wname.clone() };
+        let w_t = inits.get(wname.as_str()).ok_or_else(weight_err)?;
+        let w = f32_raw(w_t).ok_or_else(weight_err)?;
+        let c_out = *w_t.dims.first().ok_or_else(weight_err)?;
+
+        let mut conv = n.clone();
+        // The activation input.
+        let x_dq = match dq_of.get(x) {
+            Some(d) => d.clone(),
+            None => {
+                let d = format!("{x}/dequantized");
+                nodes.extend(qdq(x, d.clone(), scale_of(x, &name)?, &mut new_inits));
+                dq_of.insert(x.clone(), d.clone());
+                d
+            }
+        };
+        conv.input[0] = x_dq;
+        // The weight: int8 initializer + per-channel DequantizeLinear.
+        let (q, scales) = quantize_weight(&w, c_out as usize);
+        let (wq, ws, wz, wd) = (
+            format!("{wname}/quantized"),
+            format!("{wname}/scale"),
+            format!("{wname}/zero_point"),
+            format!("{wname}/dequantized"),
+        );
+        new_inits.push(i8_tensor(&wq, w_t.dims.clone(), &q));
+        new_inits.push(f32_tensor(&ws, vec![c_out], &scales));
+        new_inits.push(i8_tensor(&wz, vec![c_out], &vec![0; c_out as usize]));
+        let mut dq_w = node(
+            "DequantizeLinear",
+            format!("{wname}/DequantizeLinear"),
+            vec![wq, ws, wz],
+            wd.clone(),
+        );
+        dq_w.attribute.push(axis(0));
+        nodes.push(dq_w);
+        conv.input[1] = wd;
+        replaced.insert(wname.clone());
+        // The output: float result renamed, Q/DQ back to the original name.
+        let y_scale = scale_of(&out, &name)?;
+        let y_float = format!("{out}/float");
+        conv.output[0] = y_float.clone();
+        nodes.push(conv);
+        let pair = qdq(&y_float, out.clone(), y_scale, &mut new_inits);
+        nodes.extend(pair);
+        // A later Conv reading `out` reuses this pair's output directly.
+        dq_of.insert(out.clone(), out.clone());
+        summary.quantized.push(out);
+    }
+
+    let mut initializer: Vec<TensorProto> = graph
+        .initializer
+        .iter()
+        .filter(|t| !t.name.as_ref().is_some_and(|n| replaced.contains(n)))
+        .cloned()
+        .collect();
+    initializer.extend(new_inits);
+    let graph = GraphProto { node: nodes, initializer, ..graph.clone() };
+    Ok((ModelProto { graph: Some(graph), ..model.clone() }, summary))
+}
+
+/// The activation tensors [`quantize`] needs scales for: every Conv's input and output.
+pub fn conv_activations(model: &ModelProto) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for n in model.graph.iter().flat_map(|g| &g.node) {
+        if n.op_type.as_deref() == Some("Conv") {
+            out.extend(n.input.first().cloned());
+            out.extend(n.output.first().cloned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn weights_quantise_per_channel_symmetrically() {
+        // Two output channels with different ranges.
+        let w = [0.5, -1.0, 0.25, 0.0, 4.0, -2.0, 1.0, 0.0];
+        let (q, s) = quantize_weight(&w, 2);
+        assert_eq!(s, vec![1.0 / 127.0, 4.0 / 127.0]);
+        assert_eq!(q, vec![64, -127, 32, 0, 127, -64, 32, 0]);
+        for (i, (&qi, &wi)) in q.iter().zip(&w).enumerate() {
+            let back = f32::from(qi) * s[i / 4];
+            assert!((back - wi).abs() <= s[i / 4] / 2.0 + 1e-7, "{i}: {back} vs {wi}");
+        }
+        // An all-zero channel stays zero with a finite scale.
+        let (q, s) = quantize_weight(&[0.0; 4], 1);
+        assert_eq!((q, s), (vec![0; 4], vec![1.0]));
+    }
+}
