@@ -73,19 +73,40 @@ impl std::fmt::Debug for OrtModel {
 }
 
 impl OrtModel {
-    /// Loads ONNX Runtime (once per process) and opens `path` with `opts`.
+    /// Loads ONNX Runtime (once per process) and opens `path` with `opts`. A Q/DQ model with
+    /// int8 activations (a bundle's `model.int8.onnx`, in TensorRT's symmetric form) runs with
+    /// uint8 activations around 128 — the same grid, the form ONNX Runtime's integer
+    /// kernels take (see [`fracture_models::onnx::qdq::to_u8_activations`]).
     pub fn open(path: &Path, opts: &OrtOptions) -> Result<Self, OrtModelError> {
+        use fracture_models::onnx::proto::ModelProto;
+        use fracture_models::onnx::qdq;
+        use prost::Message;
+        let open_err = |message: String| OrtModelError::Open { path: path.to_path_buf(), message };
+        let bytes = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
+        let proto = ModelProto::decode(bytes.as_slice())
+            .map_err(|e| open_err(format!("not an ONNX model: {e}")))?;
+        if qdq::has_int8_activations(&proto) {
+            let bytes = qdq::to_u8_activations(&proto).encode_to_vec();
+            return Self::open_with(path, opts, |b| b.commit_from_memory(&bytes));
+        }
+        Self::open_with(path, opts, |b| b.commit_from_memory(&bytes))
+    }
+
+    fn open_with(
+        path: &Path,
+        opts: &OrtOptions,
+        commit: impl FnOnce(&mut ort::session::builder::SessionBuilder) -> ort::Result<Session>,
+    ) -> Result<Self, OrtModelError> {
         let loaded = ort_library::ensure_loaded(opts.library.as_deref())?;
         let open_err = |message: String| OrtModelError::Open { path: path.to_path_buf(), message };
         let threads = opts.intra_threads();
-        let session = Session::builder(&loaded.env)
+        let mut session = Session::builder(&loaded.env)
             .map_err(|e| open_err(e.to_string()))?
             .with_intra_threads(threads)
             .map_err(|e| open_err(e.to_string()))?
             .with_optimization_level(opts.graph_optimization.into())
-            .map_err(|e| open_err(e.to_string()))?
-            .commit_from_file(path)
             .map_err(|e| open_err(e.to_string()))?;
+        let session = commit(&mut session).map_err(|e| open_err(e.to_string()))?;
         let input_err = |found: String| OrtModelError::Input { path: path.to_path_buf(), found };
         let [input] = session.inputs() else {
             return Err(input_err(format!("{} inputs", session.inputs().len())));

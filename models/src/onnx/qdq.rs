@@ -250,6 +250,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn u8_activations_keep_the_grid_and_the_weights() {
+        use crate::onnx::proto::GraphProto;
+        // x -> Q/DQ -> Conv(w) with a 2-channel 1x1 weight.
+        let g = GraphProto {
+            node: vec![NodeProto {
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                name: Some("c".into()),
+                op_type: Some("Conv".into()),
+                ..NodeProto::default()
+            }],
+            initializer: vec![f32_tensor("w", vec![2, 1, 1, 1], &[0.5, -2.0])],
+            ..GraphProto::default()
+        };
+        let model = ModelProto { graph: Some(g), ..ModelProto::default() };
+        let amax: BTreeMap<String, f32> = [("x".into(), 1.27), ("y".into(), 2.54)].into();
+        let (q, summary) = quantize(&model, &amax, &QdqOptions::default()).unwrap();
+        assert_eq!(summary.quantized, vec!["y".to_string()]);
+        assert!(has_int8_activations(&q));
+        let u = to_u8_activations(&q);
+        assert!(!has_int8_activations(&u));
+        let inits = &u.graph.as_ref().unwrap().initializer;
+        let by = |n: &str| inits.iter().find(|t| t.name.as_deref() == Some(n)).unwrap().clone();
+        for zp in ["x/zero_point", "y/float/zero_point"] {
+            let t = by(zp);
+            assert_eq!((t.data_type, t.raw_data), (Some(UINT8), Some(vec![128])), "{zp}");
+        }
+        // Scales unchanged (1.27/127 = 0.01); the per-channel weight zero points stay int8.
+        let s = by("x/scale").raw_data.unwrap();
+        assert_eq!(f32::from_le_bytes([s[0], s[1], s[2], s[3]]), 1.27f32 / 127.0);
+        assert_eq!(by("w/zero_point").data_type, Some(INT8));
+    }
+
+    #[test]
     fn weights_quantise_per_channel_symmetrically() {
         // Two output channels with different ranges.
         let w = [0.5, -1.0, 0.25, 0.0, 4.0, -2.0, 1.0, 0.0];
@@ -264,4 +298,52 @@ mod tests {
         let (q, s) = quantize_weight(&[0.0; 4], 1);
         assert_eq!((q, s), (vec![0; 4], vec![1.0]));
     }
+}
+
+/// ONNX `TensorProto.DataType` of uint8.
+const UINT8: i32 = 2;
+
+/// Whether the graph quantises activations to int8 (per-tensor zero points of type int8 on
+/// QuantizeLinear nodes): what [`quantize`] writes for TensorRT.
+pub fn has_int8_activations(model: &ModelProto) -> bool {
+    !activation_zero_points(model).is_empty()
+}
+
+/// Names of the scalar int8 zero points of QuantizeLinear nodes.
+fn activation_zero_points(model: &ModelProto) -> HashSet<String> {
+    let Some(g) = model.graph.as_ref() else {
+        return HashSet::new();
+    };
+    let scalar_i8: HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(INT8) && t.dims.is_empty())
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    g.node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
+        .filter_map(|n| n.input.get(2))
+        .filter(|z| scalar_i8.contains(z.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The same quantisation with activations as uint8 around zero point 128 instead of int8
+/// around 0 — the very same grid of values (`round(x/s)` clamped to 256 levels, shifted by
+/// 128), so results are identical — because ONNX Runtime's x86 integer convolutions take
+/// uint8 activations: with int8 ones it fuses almost nothing and runs slower than float.
+/// TensorRT needs the symmetric int8 form, which is what bundles keep.
+pub fn to_u8_activations(model: &ModelProto) -> ModelProto {
+    let zps = activation_zero_points(model);
+    let mut out = model.clone();
+    if let Some(g) = out.graph.as_mut() {
+        for t in &mut g.initializer {
+            if t.name.as_ref().is_some_and(|n| zps.contains(n)) {
+                t.data_type = Some(UINT8);
+                t.raw_data = Some(vec![128]);
+            }
+        }
+    }
+    out
 }
