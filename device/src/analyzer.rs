@@ -117,6 +117,37 @@ pub fn findings_from(
         .collect()
 }
 
+/// The three timed stages of a backend running an exported graph (ONNX Runtime, TensorRT):
+/// `preprocess` (letterbox), `infer` (the forward pass), `nms` (NMS + boxes to original
+/// pixels).
+pub fn timed_stages<I, P, E: std::error::Error + Send + Sync + 'static>(
+    image: &GrayF32,
+    preprocess: impl FnOnce(&GrayF32) -> (I, fracture_models::letterbox::Letterbox),
+    forward: impl FnOnce(&I) -> Result<P, E>,
+    postprocess: impl FnOnce(
+        &P,
+        &fracture_models::letterbox::Letterbox,
+    ) -> Result<Vec<fracture_models::detector::Finding>, E>,
+) -> Result<(Vec<fracture_models::detector::Finding>, Vec<StageTiming>), AnalyzeError> {
+    let fail = |e: E| AnalyzeError {
+        message: format!("inference failed: {e}"),
+        source: Some(Box::new(e)),
+    };
+    let t0 = std::time::Instant::now();
+    let (input, lb) = preprocess(image);
+    let t1 = std::time::Instant::now();
+    let pred = forward(&input).map_err(fail)?;
+    let t2 = std::time::Instant::now();
+    let found = postprocess(&pred, &lb).map_err(fail)?;
+    let t3 = std::time::Instant::now();
+    let timings = vec![
+        StageTiming::new("preprocess", t1 - t0),
+        StageTiming::new("infer", t2 - t1),
+        StageTiming::new("nms", t3 - t2),
+    ];
+    Ok((found, timings))
+}
+
 /// Runs a model on one decoded image.
 pub trait Analyzer {
     /// The model behind this analyzer; `None` means images are logged as not analysed.

@@ -3,7 +3,6 @@
 //! and box mapping as the libtorch backend. Timings split into `preprocess`, `infer` and `nms`.
 
 use std::path::Path;
-use std::time::Instant;
 
 use fracture_models::bundle::{Bundle, OperatingPoints};
 use fracture_models::nms::NmsConfig;
@@ -11,9 +10,8 @@ use fracture_models::pixels::GrayF32;
 use fracture_runtime::{OrtOptions, YoloOrt, YoloOrtError};
 
 use crate::analyzer::{
-    Analysis, AnalyzeError, Analyzer, ModelIdentity, StageTiming, findings_from,
+    Analysis, AnalyzeError, Analyzer, ModelIdentity, findings_from, timed_stages,
 };
-use crate::backend_libtorch::fail;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrtBackendError {
@@ -92,20 +90,13 @@ impl Analyzer for OrtAnalyzer {
     }
 
     fn analyze(&self, image: &GrayF32) -> Result<Analysis, AnalyzeError> {
-        let t0 = Instant::now();
-        let (input, lb) = self.model.preprocess(image);
-        let t1 = Instant::now();
-        let pred = self.model.forward(&input).map_err(fail)?;
-        let t2 = Instant::now();
-        let found = self.model.postprocess(&pred, &lb).map_err(fail)?;
-        let t3 = Instant::now();
-        Ok(Analysis {
-            findings: findings_from(found, &self.classes, &self.points),
-            timings: vec![
-                StageTiming::new("preprocess", t1 - t0),
-                StageTiming::new("infer", t2 - t1),
-                StageTiming::new("nms", t3 - t2),
-            ],
-        })
+        let m = &self.model;
+        let (found, timings) = timed_stages(
+            image,
+            |i| m.preprocess(i),
+            |x| m.forward(x),
+            |p, lb| m.postprocess(p, lb),
+        )?;
+        Ok(Analysis { findings: findings_from(found, &self.classes, &self.points), timings })
     }
 }

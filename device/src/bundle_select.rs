@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use fracture_models::bundle::{Bundle, BundleError, MANIFEST};
 use fracture_runtime::OrtOptions;
 use fracture_runtime::backend::BackendKind;
+use fracture_tensorrt::Precision as TrtPrecision;
+
+use crate::state_dir::StateDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
@@ -83,6 +86,12 @@ pub struct ModelConfig {
     pub backend: BackendKind,
     /// ONNX Runtime session options (`threads`, `graph_optimization`, `library`).
     pub onnxruntime: OrtOptions,
+    /// The TensorRT engine's precision: `fp16`, or `int8` (only for a bundle whose INT8
+    /// accuracy check passed). Engines are built into `STATE/engines/` on first start.
+    pub tensorrt_precision: TrtPrecision,
+    /// The TensorRT shim library (`libfracture_trt_shim.so`), used exactly; unset:
+    /// `$FRACTURE_TRT_SHIM`, next to the executable, then the standard library folders.
+    pub tensorrt_shim: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -94,26 +103,31 @@ impl Default for ModelConfig {
             threads: 0,
             backend: BackendKind::Auto,
             onnxruntime: OrtOptions::default(),
+            tensorrt_precision: TrtPrecision::Fp16,
+            tensorrt_shim: None,
         }
     }
 }
 
-/// The analyzer the daemon runs: the selected bundle on the backend `[model] backend` picks
-/// (see [`fracture_runtime::backend`]), or [`NoModel`](crate::analyzer::NoModel) with the
-/// reason when there is none, it is refused or no backend can run it (images are then logged
-/// as not analysed; nothing is lost).
+/// The analyzer the daemon runs: the selected bundle (from `STATE/bundles/`) on the backend
+/// `[model] backend` picks (see [`fracture_runtime::backend`]; TensorRT engines live in
+/// `STATE/engines/`), or [`NoModel`](crate::analyzer::NoModel) with the reason when there is
+/// none, it is refused or no backend can run it (images are then logged as not analysed;
+/// nothing is lost).
 pub fn load_analyzer(
-    bundles_dir: &Path,
+    state: &StateDir,
     cfg: &ModelConfig,
 ) -> (Box<dyn crate::analyzer::Analyzer>, Option<String>) {
     use crate::analyzer::Analyzer;
     use crate::analyzer::NoModel;
     use crate::backend_libtorch::LibtorchAnalyzer;
     use crate::backend_ort::OrtAnalyzer;
+    use crate::backend_tensorrt::TrtAnalyzer;
     use fracture_runtime::backend::{self, Plan};
     if cfg.threads > 0 {
         tch::set_num_threads(i32::try_from(cfg.threads).unwrap_or(i32::MAX));
     }
+    let bundles_dir = &state.bundles;
     let bundle = match select(bundles_dir, cfg.bundle.as_deref()) {
         Ok(Some(b)) => b,
         Ok(None) => {
@@ -139,7 +153,16 @@ pub fn load_analyzer(
                 OrtAnalyzer::load(&bundle, onnx, precision, &cfg.onnxruntime)
                     .map_err(|e| e.to_string())?,
             ),
-            Plan::TensorRt => return Err("no TensorRT engine runner in this build".into()),
+            Plan::TensorRt => Box::new(
+                TrtAnalyzer::load(
+                    &bundle,
+                    cfg.tensorrt_shim.as_deref(),
+                    cfg.tensorrt_precision,
+                    &state.engines,
+                )
+                // One line for the log and the status page (the shim's search list has many).
+                .map_err(|e| e.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" "))?,
+            ),
         };
         Ok(loaded)
     });

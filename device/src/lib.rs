@@ -11,8 +11,9 @@
 //!   format sniffing and decoding (including DICOM);
 //! - [`queue`]: the exactly-once job queue keyed by content SHA-256;
 //! - [`analyzer`]: the seam where inference plugs in ([`analyzer::NoModel`] without a model);
-//! - [`bundle_select`] and [`backend_libtorch`]: the installed model bundle and the libtorch
-//!   analyzer that runs it;
+//! - [`bundle_select`] and [`backend_tensorrt`], [`backend_ort`], [`backend_libtorch`]: the
+//!   installed model bundle and the analyzer that runs it (a TensorRT engine from the engine
+//!   cache, ONNX Runtime or libtorch);
 //! - [`db`]: the SQLite log (schema, migrations, audit hash chain, status counts);
 //! - [`worker`]: the loop that ties them together, pausing when [`space`] runs short;
 //! - [`telemetry`]: health and metrics, served by [`http`] (`/healthz`, `/metrics`) and
@@ -25,6 +26,7 @@ pub mod accounts;
 pub mod analyzer;
 pub mod backend_libtorch;
 pub mod backend_ort;
+pub mod backend_tensorrt;
 pub mod bundle_select;
 pub mod clock;
 pub mod config;

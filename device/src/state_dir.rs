@@ -5,6 +5,7 @@
 //! STATE/archive/      processed files, moved here after their result is committed
 //! STATE/quarantine/   rejected files, each with `<name>.reason.txt` beside it
 //! STATE/bundles/      installed model bundles
+//! STATE/engines/      TensorRT engines built from them, keyed by bundle, GPU, TensorRT, precision
 //! STATE/fractured.sqlite3   the job queue and the log (plus its -wal and -shm files)
 //! ```
 
@@ -21,6 +22,8 @@ pub struct StateDir {
     pub archive: PathBuf,
     pub quarantine: PathBuf,
     pub bundles: PathBuf,
+    /// The TensorRT engine cache ([`fracture_runtime::engine_cache`]).
+    pub engines: PathBuf,
     pub database: PathBuf,
 }
 
@@ -33,6 +36,7 @@ impl StateDir {
             archive: root.join("archive"),
             quarantine: root.join("quarantine"),
             bundles: root.join("bundles"),
+            engines: root.join("engines"),
             database: root.join(DATABASE_FILE),
         }
     }
@@ -41,7 +45,9 @@ impl StateDir {
     /// any folder that is missing.
     pub fn create(root: &Path) -> std::io::Result<Self> {
         let dir = Self::at(&std::path::absolute(root)?);
-        for folder in [&dir.root, &dir.capture, &dir.archive, &dir.quarantine, &dir.bundles] {
+        for folder in
+            [&dir.root, &dir.capture, &dir.archive, &dir.quarantine, &dir.bundles, &dir.engines]
+        {
             std::fs::create_dir_all(folder).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot create {}: {e}", folder.display()))
             })?;
@@ -62,7 +68,7 @@ mod tests {
         assert!(a.root.is_absolute());
         let b = StateDir::create(&root).expect("again");
         assert_eq!(a, b);
-        for p in [&a.capture, &a.archive, &a.quarantine, &a.bundles] {
+        for p in [&a.capture, &a.archive, &a.quarantine, &a.bundles, &a.engines] {
             assert!(p.is_dir(), "{}", p.display());
         }
         assert_eq!(a.database, root.join(DATABASE_FILE));

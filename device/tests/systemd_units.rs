@@ -135,6 +135,7 @@ fn sysusers_and_tmpfiles_lay_out_the_state_directory() {
         ("var/lib/fractured/archive", 0o750, uid),
         ("var/lib/fractured/quarantine", 0o750, uid),
         ("var/lib/fractured/bundles", 0o750, uid),
+        ("var/lib/fractured/engines", 0o750, uid),
         ("var/log/fractured", 0o750, uid),
         ("etc/fractured/fractured.toml", 0o640, 0),
     ] {

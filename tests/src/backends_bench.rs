@@ -20,7 +20,7 @@ use fracture_runtime::backend::{ONNX_FP32, ONNX_INT8};
 use fracture_runtime::{OrtOptions, YoloOrt};
 use tch::{Device, Kind, Tensor};
 
-use crate::bench_inputs::{PREDICT_SIZES, median, write_test_image};
+use crate::bench_inputs::{median, write_predict_images};
 
 /// Settings of one `backends` run.
 pub struct BackendsBench {
@@ -45,12 +45,7 @@ pub fn run(cfg: &BackendsBench, fracture: &Path, workspace: &Path) -> anyhow::Re
     }
     tch::set_num_threads(cfg.threads as i32);
     let dir = tempfile::tempdir()?;
-    let mut images = Vec::new();
-    for (w, h) in PREDICT_SIZES {
-        let p = dir.path().join(format!("img_{w}x{h}.jpg"));
-        write_test_image(&p, w, h)?;
-        images.push(p);
-    }
+    let images = write_predict_images(dir.path())?;
     let peak = sgemm_gflops(cfg.threads);
     println!("measured sgemm peak, {} threads: {peak:.0} GFLOP/s", cfg.threads);
     for scale in &cfg.scales {

@@ -19,6 +19,17 @@ pub fn write_test_image(path: &Path, w: u32, h: u32) -> anyhow::Result<()> {
     img.save(path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// One JPEG of each of [`PREDICT_SIZES`] in `dir`.
+pub fn write_predict_images(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    PREDICT_SIZES
+        .iter()
+        .map(|&(w, h)| {
+            let p = dir.join(format!("img_{w}x{h}.jpg"));
+            write_test_image(&p, w, h).map(|()| p)
+        })
+        .collect()
+}
+
 /// The median (upper median for even counts); `NaN` for no samples.
 pub fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {

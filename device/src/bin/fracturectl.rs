@@ -1,5 +1,5 @@
-//! `fracturectl`: status, accounts, the auditor export and audit verification for a
-//! `fractured` state directory.
+//! `fracturectl`: status, accounts, the auditor export, audit verification and the TensorRT
+//! engine build for a `fractured` state directory.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use fracture_device::db::audit::verify_audit_chain;
 use fracture_device::db::status::StatusReport;
 use fracture_device::export::{self, DateRange, Format};
 use fracture_device::state_dir::StateDir;
+use fracture_tensorrt::Precision;
 
 /// Control and audit tool for the fracture-detection appliance.
 #[derive(Parser, Debug)]
@@ -41,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// TensorRT engines (built from the installed bundle for this GPU).
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
     /// Export what was logged between two dates (images, findings, review decisions and
     /// reasons, reviewers, model identity, timings). The export is itself an audit row, and
     /// the file carries the audit chain's head hash at that row.
@@ -61,6 +67,34 @@ enum Command {
         /// Recorded as the export's actor in the audit row (default: $USER).
         #[arg(long)]
         actor: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EngineCommand {
+    /// Build (or refresh) the TensorRT engine of the installed bundle in STATE/engines/, as
+    /// the daemon does at start, then load it and run one warm-up image. A cached engine
+    /// that fits this bundle, GPU, TensorRT version and precision is kept unless --force.
+    ///
+    /// Example: fracturectl engine build --precision fp16
+    Build {
+        /// The daemon's configuration ([model] bundle, tensorrt_precision, tensorrt_shim).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// fp16 or int8 (default: the configuration's tensorrt_precision, else fp16).
+        #[arg(long)]
+        precision: Option<Precision>,
+        /// The bundle folder under STATE/bundles/ (default: the configuration's, else the
+        /// only one installed).
+        #[arg(long)]
+        bundle: Option<String>,
+        /// The TensorRT shim library (default: the configuration's tensorrt_shim, else
+        /// $FRACTURE_TRT_SHIM and the standard places).
+        #[arg(long)]
+        shim: Option<PathBuf>,
+        /// Rebuild even when a fitting engine is cached.
         #[arg(long)]
         force: bool,
     },
@@ -126,6 +160,11 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", report.to_text());
             }
+        }
+        Command::Engine {
+            command: EngineCommand::Build { config, precision, bundle, shim, force },
+        } => {
+            engine_build(&state, config, precision, bundle, shim, force)?;
         }
         Command::Audit { command: AuditCommand::Verify { json } } => {
             let db = Db::open_existing(&state.database)?;
@@ -220,5 +259,41 @@ fn user(db: &mut Db, command: UserCommand, actor: &str) -> anyhow::Result<()> {
         UserCommand::Disable { name } => accounts::set_disabled(db, &name, true, actor)?,
         UserCommand::Enable { name } => accounts::set_disabled(db, &name, false, actor)?,
     }
+    Ok(())
+}
+
+/// `fracturectl engine build`: the daemon's engine preparation, on demand.
+fn engine_build(
+    state: &StateDir,
+    config: Option<PathBuf>,
+    precision: Option<Precision>,
+    bundle: Option<String>,
+    shim: Option<PathBuf>,
+    force: bool,
+) -> anyhow::Result<()> {
+    use fracture_device::backend_tensorrt::{TrtAnalyzer, prepare_engine};
+    use fracture_device::bundle_select::select;
+    let model = match &config {
+        Some(path) => fracture_device::config::Config::load(path)?.model,
+        None => fracture_device::bundle_select::ModelConfig::default(),
+    };
+    let precision = precision.unwrap_or(model.tensorrt_precision);
+    let shim = shim.or(model.tensorrt_shim);
+    let name = bundle.or(model.bundle);
+    let Some(bundle) = select(&state.bundles, name.as_deref())? else {
+        bail!("no model bundle installed under {}", state.bundles.display());
+    };
+    let (_shim, cached) =
+        prepare_engine(&bundle, shim.as_deref(), precision, &state.engines, force)?;
+    println!("{}: {}", cached.provenance, cached.path.display());
+    drop(cached);
+    // What the daemon does next: load it checked and run one image.
+    let analyzer = TrtAnalyzer::load(&bundle, shim.as_deref(), precision, &state.engines)
+        .context("loading the engine just prepared")?;
+    drop(analyzer);
+    println!(
+        "bundle {} ({}), {precision}: warm-up inference passed",
+        bundle.manifest.bundle_id, bundle.sha256
+    );
     Ok(())
 }

@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         // The installed bundle, or none: without a usable model every image is still
         // ingested and logged, as not analysed.
-        let (analyzer, why_not) = load_analyzer(&dirs.bundles, &config.model);
+        let (analyzer, why_not) = load_analyzer(&dirs, &config.model);
         match (analyzer.model(), why_not) {
             (Some(m), _) => tracing::info!(
                 bundle = %m.bundle_id, sha256 = %m.bundle_sha256, backend = %m.backend,

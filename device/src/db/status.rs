@@ -15,6 +15,10 @@ pub struct ModelCount {
     pub backend: Option<String>,
     pub precision: Option<String>,
     pub runs: u64,
+    /// Why this backend ran the bundle (and why the ones tried before it did not), from the
+    /// latest of these runs: e.g. the TensorRT fallback's reason, or where its engine came
+    /// from.
+    pub backend_reason: Option<String>,
 }
 
 /// What `fracturectl status --json` prints.
@@ -67,7 +71,8 @@ impl StatusReport {
         let mut models = Vec::new();
         {
             let mut stmt = conn.prepare(
-                "SELECT bundle_id, backend, precision, count(*) FROM runs
+                // SQLite takes the bare `backend_reason` from the row holding max(id).
+                "SELECT bundle_id, backend, precision, count(*), backend_reason, max(id) FROM runs
                  GROUP BY bundle_id, backend, precision ORDER BY bundle_id, backend, precision",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -76,6 +81,7 @@ impl StatusReport {
                     backend: r.get(1)?,
                     precision: r.get(2)?,
                     runs: r.get::<_, i64>(3)? as u64,
+                    backend_reason: r.get(4)?,
                 })
             })?;
             for row in rows {
@@ -120,6 +126,9 @@ impl StatusReport {
                 m.precision.as_deref().unwrap_or("-"),
                 m.runs
             );
+            if let Some(why) = &m.backend_reason {
+                out += &format!("  backend     {why}\n");
+            }
         }
         out += &format!("findings      {}\n", self.findings);
         out += &format!("errors        {}\n", self.errors);

@@ -15,7 +15,8 @@ use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
 use fracture_models::yolo::{Precision, PredictOptions, YoloPredictor};
 use fracture_runtime::backend::{self, BackendKind, Plan};
-use fracture_runtime::{OrtOptions, YoloOrt};
+use fracture_runtime::{OrtOptions, YoloOrt, YoloTrt, find_or_build};
+use fracture_tensorrt::{Precision as TrtPrecision, Shim};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +86,19 @@ pub struct PredictArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// TensorRT (--bundle): the engine's precision, fp16 or int8 (INT8 only for a bundle
+    /// whose INT8 accuracy check passed).
+    #[arg(long, default_value = "fp16")]
+    pub trt_precision: TrtPrecision,
+    /// TensorRT (--bundle): the engine cache, where an engine fitting this bundle, GPU,
+    /// TensorRT version and precision is loaded from or built into (default:
+    /// $XDG_CACHE_HOME/fracture/engines, else ~/.cache/fracture/engines).
+    #[arg(long, value_name = "DIR")]
+    pub engine_cache: Option<PathBuf>,
+    /// TensorRT (--bundle): the shim library, used exactly (default: $FRACTURE_TRT_SHIM, next
+    /// to this executable, then the standard library folders).
+    #[arg(long, value_name = "PATH")]
+    pub shim: Option<PathBuf>,
 }
 
 /// One image's result in the JSON output.
@@ -148,10 +162,13 @@ fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
         Yolo(Box<YoloPredictor>),
         Frcnn(Box<FrcnnPredictor>),
         YoloOrt(Box<YoloOrt>),
+        YoloTrt(Box<YoloTrt>),
     }
     let bundle = Bundle::open(dir)?;
     let weights = bundle.weights();
-    let is_frcnn = choice(args, &weights).family()? == Family::Frcnn;
+    // The verified manifest says the architecture (the weights need not be read for a
+    // backend that runs the exported graph).
+    let is_frcnn = bundle.manifest.arch == fracture_models::frcnn::ARCH;
     let chosen = backend::open_first(&bundle, args.backend, |plan| match plan {
         Plan::Torch if is_frcnn => frcnn_predictor(args, &weights)
             .map(|p| Loaded::Frcnn(Box::new(p)))
@@ -169,14 +186,48 @@ fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
                 .map(|p| Loaded::YoloOrt(Box::new(p)))
                 .map_err(|e| e.to_string())
         }
-        Plan::TensorRt => Err("no TensorRT engine runner in this build".into()),
+        Plan::TensorRt if is_frcnn => {
+            Err("Faster R-CNN bundles run on libtorch (no TensorRT runner for its graph yet)"
+                .into())
+        }
+        Plan::TensorRt => trt_detector(&bundle, args)
+            .map(|p| Loaded::YoloTrt(Box::new(p)))
+            // One line (the shim's search list has many).
+            .map_err(|e| format!("{e:#}").lines().map(str::trim).collect::<Vec<_>>().join(" ")),
     })?;
     eprintln!("backend: {}", chosen.reason);
     match chosen.value {
         Loaded::Yolo(p) => predict_all(p.as_ref(), args),
         Loaded::Frcnn(p) => predict_all(p.as_ref(), args),
         Loaded::YoloOrt(p) => predict_all(p.as_ref(), args),
+        Loaded::YoloTrt(p) => predict_all(p.as_ref(), args),
     }
+}
+
+/// The engine cache `--engine-cache` names, else the user's cache folder.
+fn engine_cache(args: &PredictArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.engine_cache {
+        return Ok(dir.clone());
+    }
+    let base = match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+        (Some(x), _) if !x.is_empty() => PathBuf::from(x),
+        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache"),
+        _ => bail!("no $XDG_CACHE_HOME or $HOME for the engine cache: pass --engine-cache DIR"),
+    };
+    Ok(base.join("fracture").join("engines"))
+}
+
+/// The bundle's TensorRT engine (loaded from the cache, or built into it) as a detector.
+fn trt_detector(bundle: &Bundle, args: &PredictArgs) -> anyhow::Result<YoloTrt> {
+    let shim = match &args.shim {
+        Some(path) => Shim::load_exact(path)?,
+        None => Shim::load(None)?,
+    };
+    let cache = engine_cache(args)?;
+    let cached = find_or_build(&shim, bundle, args.trt_precision, &cache, false)?;
+    eprintln!("tensorrt: {}: {}", cached.provenance, cached.path.display());
+    let m = &bundle.manifest;
+    Ok(YoloTrt::new(&shim, cached.engine, m.classes.clone(), nms(args), m.imgsz)?)
 }
 
 fn choice<'a>(args: &'a PredictArgs, weights: &'a Path) -> Choice<'a> {

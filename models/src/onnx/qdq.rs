@@ -244,6 +244,54 @@ pub fn conv_activations(model: &ModelProto) -> BTreeSet<String> {
     out
 }
 
+/// ONNX `TensorProto.DataType` of uint8.
+const UINT8: i32 = 2;
+
+/// Whether the graph quantises activations to int8 (per-tensor zero points of type int8 on
+/// QuantizeLinear nodes): what [`quantize`] writes for TensorRT.
+pub fn has_int8_activations(model: &ModelProto) -> bool {
+    !activation_zero_points(model).is_empty()
+}
+
+/// Names of the scalar int8 zero points of QuantizeLinear nodes.
+fn activation_zero_points(model: &ModelProto) -> HashSet<String> {
+    let Some(g) = model.graph.as_ref() else {
+        return HashSet::new();
+    };
+    let scalar_i8: HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(INT8) && t.dims.is_empty())
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    g.node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
+        .filter_map(|n| n.input.get(2))
+        .filter(|z| scalar_i8.contains(z.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The same quantisation with activations as uint8 around zero point 128 instead of int8
+/// around 0 — the very same grid of values (`round(x/s)` clamped to 256 levels, shifted by
+/// 128), so results are identical — because ONNX Runtime's x86 integer convolutions take
+/// uint8 activations: with int8 ones it fuses almost nothing and runs slower than float.
+/// TensorRT needs the symmetric int8 form, which is what bundles keep.
+pub fn to_u8_activations(model: &ModelProto) -> ModelProto {
+    let zps = activation_zero_points(model);
+    let mut out = model.clone();
+    if let Some(g) = out.graph.as_mut() {
+        for t in &mut g.initializer {
+            if t.name.as_ref().is_some_and(|n| zps.contains(n)) {
+                t.data_type = Some(UINT8);
+                t.raw_data = Some(vec![128]);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -298,52 +346,4 @@ mod tests {
         let (q, s) = quantize_weight(&[0.0; 4], 1);
         assert_eq!((q, s), (vec![0; 4], vec![1.0]));
     }
-}
-
-/// ONNX `TensorProto.DataType` of uint8.
-const UINT8: i32 = 2;
-
-/// Whether the graph quantises activations to int8 (per-tensor zero points of type int8 on
-/// QuantizeLinear nodes): what [`quantize`] writes for TensorRT.
-pub fn has_int8_activations(model: &ModelProto) -> bool {
-    !activation_zero_points(model).is_empty()
-}
-
-/// Names of the scalar int8 zero points of QuantizeLinear nodes.
-fn activation_zero_points(model: &ModelProto) -> HashSet<String> {
-    let Some(g) = model.graph.as_ref() else {
-        return HashSet::new();
-    };
-    let scalar_i8: HashSet<&str> = g
-        .initializer
-        .iter()
-        .filter(|t| t.data_type == Some(INT8) && t.dims.is_empty())
-        .filter_map(|t| t.name.as_deref())
-        .collect();
-    g.node
-        .iter()
-        .filter(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
-        .filter_map(|n| n.input.get(2))
-        .filter(|z| scalar_i8.contains(z.as_str()))
-        .cloned()
-        .collect()
-}
-
-/// The same quantisation with activations as uint8 around zero point 128 instead of int8
-/// around 0 — the very same grid of values (`round(x/s)` clamped to 256 levels, shifted by
-/// 128), so results are identical — because ONNX Runtime's x86 integer convolutions take
-/// uint8 activations: with int8 ones it fuses almost nothing and runs slower than float.
-/// TensorRT needs the symmetric int8 form, which is what bundles keep.
-pub fn to_u8_activations(model: &ModelProto) -> ModelProto {
-    let zps = activation_zero_points(model);
-    let mut out = model.clone();
-    if let Some(g) = out.graph.as_mut() {
-        for t in &mut g.initializer {
-            if t.name.as_ref().is_some_and(|n| zps.contains(n)) {
-                t.data_type = Some(UINT8);
-                t.raw_data = Some(vec![128]);
-            }
-        }
-    }
-    out
 }

@@ -5,7 +5,21 @@
  *   output0  output  float32 [-1, 6]          output0[n][k] = mean(images[n]) * (k + 1)
  *   num_dets output  int32   [-1]             num_dets[n] = n + 1
  *
- * and an engine file is the bytes "FRACTURE-FAKE-ENGINE\n" followed by anything. Extra
+ * and an engine file is the bytes "FRACTURE-FAKE-ENGINE\n" followed by anything.
+ *
+ * A second kind, a YOLO-shaped engine, is built from an "ONNX" file whose first line is
+ * "FRACTURE-FAKE-YOLO nc=<nc> anchors=<K>" (its engine file carries "yolo nc=<nc>
+ * anchors=<K>" on its second line; the fake parses no real ONNX). It has
+ *
+ *   images   input   float32 [-1, 3, -1, -1]  (same profile)
+ *   output0  output  float32 [-1, 4 + nc, K]  ultralytics' decoded predictions:
+ *            with m = mean(images[n]), H x W the input size and a = 0..K-1,
+ *            cx = W (a + 1) / (K + 1), cy = H (a + 1) / (K + 1),
+ *            w = W / (2 (K + 1)), h = H / (2 (K + 1)),
+ *            score of class c = m (a + 1) / (K (c + 1))
+ *
+ * (disjoint boxes along the diagonal, scores rising with the anchor and the image's mean).
+ * Extra
  * symbols (trt_fake_*) let tests make any entry point fail, change the reported TensorRT
  * version and GPU, and count live handles. Built with -DFAKE_OMIT_ENQUEUE it lacks
  * trt_context_enqueue_v3; with -DFAKE_ABI_VERSION=N it reports another ABI version. */
@@ -153,8 +167,13 @@ int trt_memcpy_dtoh(void *dst, const void *src, size_t bytes, trt_error *err) {
 }
 
 struct trt_runtime { int unused; };
-struct trt_engine { int unused; };
+struct trt_engine {
+    int yolo; /* 0: the plain engine; 1: the YOLO-shaped one */
+    int32_t nc, anchors;
+};
 struct trt_context {
+    int yolo;
+    int32_t nc, anchors;
     int shape_set;
     int64_t n, h, w;
     float *images;
@@ -187,7 +206,24 @@ int trt_engine_deserialize(trt_runtime *runtime, const void *data, size_t len, t
     if (len < sizeof ENGINE_MAGIC - 1 || memcmp(data, ENGINE_MAGIC, sizeof ENGINE_MAGIC - 1) != 0) {
         return fail(err, TRT_ERR_TENSORRT, "%s", "deserializeCudaEngine failed (not a fake engine)");
     }
-    *out = calloc(1, sizeof(trt_engine));
+    trt_engine *engine = calloc(1, sizeof(trt_engine));
+    /* "yolo nc=N anchors=K" on the line after the magic (a NUL-terminated copy first). */
+    size_t rest = len - (sizeof ENGINE_MAGIC - 1);
+    char line[128];
+    size_t n = rest < sizeof line - 1 ? rest : sizeof line - 1;
+    memcpy(line, (const char *)data + sizeof ENGINE_MAGIC - 1, n);
+    line[n] = '\0';
+    int nc = 0, anchors = 0;
+    if (sscanf(line, "yolo nc=%d anchors=%d", &nc, &anchors) == 2) {
+        if (nc < 1 || nc > 1000 || anchors < 1 || anchors > 100000) {
+            free(engine);
+            return fail(err, TRT_ERR_TENSORRT, "%s", "deserializeCudaEngine failed (bad fake YOLO engine)");
+        }
+        engine->yolo = 1;
+        engine->nc = nc;
+        engine->anchors = anchors;
+    }
+    *out = engine;
     g_live++;
     return ok(err);
 }
@@ -201,8 +237,7 @@ void trt_engine_destroy(trt_engine *engine) {
 
 int trt_engine_num_io_tensors(const trt_engine *engine, int32_t *out, trt_error *err) {
     INJECT("trt_engine_num_io_tensors");
-    (void)engine;
-    *out = 3;
+    *out = engine != NULL && engine->yolo ? 2 : 3;
     return ok(err);
 }
 
@@ -218,8 +253,16 @@ static void put_desc(trt_tensor_desc *d, const char *name, int32_t mode, int32_t
 int trt_engine_io_tensor(const trt_engine *engine, int32_t index, trt_tensor_desc *out,
                          trt_error *err) {
     INJECT("trt_engine_io_tensor");
-    (void)engine;
     static const int64_t images[4] = {-1, 3, -1, -1};
+    if (engine != NULL && engine->yolo) {
+        int64_t yolo_out[3] = {-1, 4 + (int64_t)engine->nc, engine->anchors};
+        switch (index) {
+        case 0: put_desc(out, "images", TRT_IO_INPUT, 0, 4, images); break;
+        case 1: put_desc(out, "output0", TRT_IO_OUTPUT, 0, 3, yolo_out); break;
+        default: return fail(err, TRT_ERR_INVALID_ARGUMENT, "%s", "io_tensor: index out of range");
+        }
+        return ok(err);
+    }
     static const int64_t output0[2] = {-1, 6};
     static const int64_t num_dets[1] = {-1};
     switch (index) {
@@ -234,7 +277,11 @@ int trt_engine_io_tensor(const trt_engine *engine, int32_t index, trt_tensor_des
 int trt_context_create(trt_engine *engine, trt_context **out, trt_error *err) {
     INJECT("trt_context_create");
     if (engine == NULL) return fail(err, TRT_ERR_INVALID_ARGUMENT, "%s", "null engine");
-    *out = calloc(1, sizeof(trt_context));
+    trt_context *context = calloc(1, sizeof(trt_context));
+    context->yolo = engine->yolo;
+    context->nc = engine->nc;
+    context->anchors = engine->anchors;
+    *out = context;
     g_live++;
     return ok(err);
 }
@@ -246,15 +293,15 @@ void trt_context_destroy(trt_context *context) {
     }
 }
 
-static int known(const char *name) {
+static int known(const trt_context *context, const char *name) {
     return strcmp(name, "images") == 0 || strcmp(name, "output0") == 0 ||
-           strcmp(name, "num_dets") == 0;
+           (!context->yolo && strcmp(name, "num_dets") == 0);
 }
 
 int trt_context_set_input_shape(trt_context *context, const char *name, int32_t nb_dims,
                                 const int64_t *dims, trt_error *err) {
     INJECT("trt_context_set_input_shape");
-    if (!known(name)) return fail(err, TRT_ERR_INVALID_ARGUMENT, "no tensor named %s", name);
+    if (!known(context, name)) return fail(err, TRT_ERR_INVALID_ARGUMENT, "no tensor named %s", name);
     if (strcmp(name, "images") != 0) return fail(err, TRT_ERR_TENSORRT, "setInputShape: %s is not an input", name);
     if (nb_dims != 4 || dims[1] != 3 || dims[0] < 1 || dims[0] > 4 || dims[2] < 32 ||
         dims[2] > 2048 || dims[3] < 32 || dims[3] > 2048) {
@@ -277,11 +324,16 @@ int trt_context_tensor_shape(const trt_context *context, const char *name, int32
         dims[1] = 3;
         dims[2] = context->shape_set ? context->h : -1;
         dims[3] = context->shape_set ? context->w : -1;
+    } else if (strcmp(name, "output0") == 0 && context->yolo) {
+        *nb_dims = 3;
+        dims[0] = n;
+        dims[1] = 4 + (int64_t)context->nc;
+        dims[2] = context->anchors;
     } else if (strcmp(name, "output0") == 0) {
         *nb_dims = 2;
         dims[0] = n;
         dims[1] = 6;
-    } else if (strcmp(name, "num_dets") == 0) {
+    } else if (strcmp(name, "num_dets") == 0 && !context->yolo) {
         *nb_dims = 1;
         dims[0] = n;
     } else {
@@ -296,18 +348,43 @@ int trt_context_set_tensor_address(trt_context *context, const char *name, void 
     if (ptr == NULL) return fail(err, TRT_ERR_TENSORRT, "setTensorAddress refused %s (null)", name);
     if (strcmp(name, "images") == 0) context->images = ptr;
     else if (strcmp(name, "output0") == 0) context->output0 = ptr;
-    else if (strcmp(name, "num_dets") == 0) context->num_dets = ptr;
+    else if (strcmp(name, "num_dets") == 0 && !context->yolo) context->num_dets = ptr;
     else return fail(err, TRT_ERR_INVALID_ARGUMENT, "no tensor named %s", name);
     return ok(err);
 }
 
 #ifndef FAKE_OMIT_ENQUEUE
+/* The YOLO-shaped engine's output0 [n, 4 + nc, K] (see the header comment). */
+static int run_yolo(trt_context *context, trt_error *err) {
+    int64_t per = 3 * context->h * context->w;
+    int64_t rows = 4 + (int64_t)context->nc, k = context->anchors;
+    float H = (float)context->h, W = (float)context->w, K1 = (float)(k + 1);
+    for (int64_t n = 0; n < context->n; n++) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < per; i++) sum += context->images[n * per + i];
+        float mean = (float)(sum / (double)per);
+        float *out = context->output0 + n * rows * k;
+        for (int64_t a = 0; a < k; a++) {
+            float step = (float)(a + 1) / K1;
+            out[0 * k + a] = W * step;
+            out[1 * k + a] = H * step;
+            out[2 * k + a] = W / (2.0f * K1);
+            out[3 * k + a] = H / (2.0f * K1);
+            for (int64_t c = 0; c < context->nc; c++) {
+                out[(4 + c) * k + a] = mean * (float)(a + 1) / ((float)k * (float)(c + 1));
+            }
+        }
+    }
+    return ok(err);
+}
+
 int trt_context_enqueue_v3(trt_context *context, trt_stream stream, trt_error *err) {
     INJECT("trt_context_enqueue_v3");
     if (stream == NULL) return fail(err, TRT_ERR_INVALID_ARGUMENT, "%s", "null stream");
     if (!context->shape_set) return fail(err, TRT_ERR_TENSORRT, "%s", "enqueueV3 failed: the shape of images is not set");
     if (context->images == NULL) return fail(err, TRT_ERR_TENSORRT, "%s", "enqueueV3 failed: no address for images");
     if (context->output0 == NULL) return fail(err, TRT_ERR_TENSORRT, "%s", "enqueueV3 failed: no address for output0");
+    if (context->yolo) return run_yolo(context, err);
     if (context->num_dets == NULL) return fail(err, TRT_ERR_TENSORRT, "%s", "enqueueV3 failed: no address for num_dets");
     int64_t per = 3 * context->h * context->w;
     for (int64_t n = 0; n < context->n; n++) {
@@ -353,10 +430,22 @@ int trt_build_serialized(const trt_build_config *config, trt_blob **out, trt_err
         fputs("FAKE-TIMING-CACHE\n", f);
         fclose(f);
     }
+    /* A YOLO-shaped engine from a marked "ONNX" file (see the header comment). */
+    char kind[96] = "";
+    FILE *model = fopen(config->onnx_path, "rb");
+    if (model != NULL) {
+        char first[128] = "";
+        int nc = 0, anchors = 0;
+        if (fgets(first, sizeof first, model) != NULL &&
+            sscanf(first, "FRACTURE-FAKE-YOLO nc=%d anchors=%d", &nc, &anchors) == 2) {
+            snprintf(kind, sizeof kind, "yolo nc=%d anchors=%d ", nc, anchors);
+        }
+        fclose(model);
+    }
     trt_blob *blob = calloc(1, sizeof(trt_blob));
     blob->data = malloc(256);
-    int n = snprintf(blob->data, 256, "%sfp16=%d int8=%d calibrated=%d onnx_bytes=%ld\n", ENGINE_MAGIC,
-                     (int)config->fp16, (int)config->int8, config->calibration_cache_path != NULL, onnx);
+    int n = snprintf(blob->data, 256, "%s%sfp16=%d int8=%d calibrated=%d onnx_bytes=%ld\n", ENGINE_MAGIC,
+                     kind, (int)config->fp16, (int)config->int8, config->calibration_cache_path != NULL, onnx);
     blob->size = (size_t)n;
     *out = blob;
     g_live++;

@@ -29,6 +29,7 @@
 pub mod bench;
 pub mod builder;
 pub mod error;
+pub mod fake;
 mod ffi;
 pub mod identity;
 pub mod loader;
@@ -37,6 +38,7 @@ pub mod runtime;
 pub use bench::{BenchConfig, BenchReport, LatencyStats, bench};
 pub use builder::{BuildConfig, Precision, Profile};
 pub use error::{LoadAttempt, Result, ShimErrorKind, TrtError};
+pub use fake::FakeShim;
 pub use identity::{
     EngineIdentity, IdentityField, IdentityMismatch, build_and_write, identity_path,
     load_engine_checked, read_engine, write_engine,

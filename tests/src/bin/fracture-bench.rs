@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use fracture_e2e::bench_inputs::{PREDICT_SIZES, median, write_test_image};
+use fracture_e2e::bench_inputs::{median, write_predict_images};
 use fracture_models::metrics::coco_json::{CocoAnnotation, CocoCategory, CocoImage};
 use fracture_models::metrics::{
     CocoDataset, CocoStats, Detection, evaluate, load_detections, load_ground_truth,
@@ -260,12 +260,7 @@ fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
     }
     let passes = passes.max(2);
     let dir = tempfile::tempdir()?;
-    let mut images = Vec::new();
-    for (w, h) in PREDICT_SIZES {
-        let p = dir.path().join(format!("img_{w}x{h}.jpg"));
-        write_test_image(&p, w, h)?;
-        images.push(p);
-    }
+    let images = write_predict_images(dir.path())?;
     let (conf, iou) = (0.25f32, 0.45f64);
     let out = dir.path().join("peer");
     let mut cmd = Command::new(&python);
