@@ -123,6 +123,10 @@ pub struct IngestConfig {
     /// Most capture-folder entries tracked at once (for the completeness check); entries
     /// beyond it are looked at once earlier ones have left the folder.
     pub max_tracked_files: usize,
+    /// Read and decode the next queued file on a second thread while the current one is
+    /// analysed. On a box whose cores inference already keeps busy, off may be as fast;
+    /// `fracture-bench daemon --no-decode-ahead` measures it.
+    pub decode_ahead: bool,
 }
 
 impl Default for Config {
@@ -165,6 +169,7 @@ impl Default for IngestConfig {
             dicom_modalities: ["CR", "DX", "DR", "RG"].map(String::from).to_vec(),
             max_pending_jobs: 64,
             max_tracked_files: 10_000,
+            decode_ahead: true,
         }
     }
 }

@@ -692,7 +692,7 @@ impl<A: Analyzer> Worker<A> {
         };
 
         // The next queued file is read and decoded while this one is analysed.
-        let next = queue::peek_next(&self.db)?;
+        let next = if self.config.ingest.decode_ahead { queue::peek_next(&self.db)? } else { None };
         let t = Instant::now();
         let (analysis, prefetched) = std::thread::scope(|s| {
             let (max_bytes, opts) = (self.config.ingest.max_file_bytes, &self.decode);

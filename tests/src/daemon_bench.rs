@@ -19,6 +19,8 @@ use anyhow::{Context, bail, ensure};
 /// The benchmark's settings.
 pub struct DaemonBench {
     pub images: usize,
+    /// `[ingest] decode_ahead` for the run.
+    pub decode_ahead: bool,
     pub size_min: u32,
     pub size_max: u32,
 }
@@ -112,7 +114,10 @@ pub fn run(
     let config = dir.path().join("fractured.toml");
     std::fs::write(
         &config,
-        "[ingest]\nstable_ms = 0\nrescan_ms = 100\nmax_pending_jobs = 100000\n",
+        format!(
+            "[ingest]\nstable_ms = 0\nrescan_ms = 100\nmax_pending_jobs = 100000\ndecode_ahead = {}\n",
+            b.decode_ahead
+        ),
     )
     .with_context(|| format!("writing {}", config.display()))?;
 

@@ -100,6 +100,9 @@ enum Bench {
         /// Largest phantom side in pixels.
         #[arg(long, default_value_t = 480)]
         size_max: u32,
+        /// Run with `[ingest] decode_ahead = false` (to measure what decode-ahead buys).
+        #[arg(long)]
+        no_decode_ahead: bool,
     },
 }
 
@@ -516,11 +519,18 @@ fn main() -> anyhow::Result<()> {
             &fracture_binary()?,
             &workspace(),
         ),
-        Bench::Daemon { images, size_min, size_max } => fracture_e2e::daemon_bench::run(
-            &fracture_e2e::daemon_bench::DaemonBench { images, size_min, size_max },
-            &fracture_binary()?,
-            &sibling_binary("fractured", "fracture-device")?,
-            &workspace().join("demo/bundle"),
-        ),
+        Bench::Daemon { images, size_min, size_max, no_decode_ahead } => {
+            fracture_e2e::daemon_bench::run(
+                &fracture_e2e::daemon_bench::DaemonBench {
+                    images,
+                    decode_ahead: !no_decode_ahead,
+                    size_min,
+                    size_max,
+                },
+                &fracture_binary()?,
+                &sibling_binary("fractured", "fracture-device")?,
+                &workspace().join("demo/bundle"),
+            )
+        }
     }
 }
