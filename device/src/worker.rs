@@ -1,11 +1,16 @@
 //! The daemon's loop: scan the capture folder, hash and queue complete files, claim jobs,
 //! read, verify, decode, analyze, commit, and only then move the file to `archive/` (or to
-//! `quarantine/` with a reason). One thread; SQLite is the only state that matters, so the
-//! process may be killed at any instant and the next start carries on:
+//! `quarantine/` with a reason). SQLite is the only state that matters, so the process may
+//! be killed at any instant and the next start carries on:
 //!
 //! - killed before commit: the job is still `running`; [`Worker::start`] requeues it;
 //! - killed after commit, before the move: the file is still in `capture/`; the next scan
 //!   hashes it, the queue says `done`, and it is archived without a second result.
+//!
+//! One loop owns the database; while it analyses a job, two scoped helper threads overlap
+//! the I/O: the previous job's result is committed and its file moved ([`Worker::drain`]'s
+//! pipeline; a crash then leaves at most two jobs `running`, both requeued), and the next
+//! queued file is read and decoded ([`crate::prefetch`]).
 //!
 //! In daemon mode ([`Worker::run`]) nothing stops the loop but the stop flag:
 //! - the state directory's free space is checked before every scan and every job; below the
@@ -30,7 +35,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::analyzer::{Analysis, Analyzer, NoModel, StageTiming};
+use crate::analyzer::{Analysis, Analyzer, ModelIdentity, NoModel, StageTiming};
 use crate::config::Config;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::{Db, DbError};
@@ -200,6 +205,26 @@ pub struct Worker<A: Analyzer> {
     space: SpaceGuard,
     /// The next job's image, decoded while the previous one was analysed.
     prefetched: Option<Prefetched>,
+    /// The last job analysed by [`Worker::drain`], not committed yet: its result is written
+    /// and its file moved while the next job is analysed.
+    finished: Option<Finished>,
+}
+
+/// A job analysed but not yet committed. It stays `running` in the database until
+/// [`commit_finished`] writes it, so a crash meanwhile requeues it like any job in hand.
+struct Finished {
+    job: ClaimedJob,
+    decoded: DecodedFacts,
+    model: Option<ModelIdentity>,
+    analysis: Analysis,
+}
+
+/// What writing a job's end needs, borrowed apart from the analyzer so that it can run on
+/// another thread while the analyzer works.
+struct Books<'a> {
+    db: &'a mut Db,
+    disposal: &'a Disposal,
+    stats: &'a mut Stats,
 }
 
 /// Processes everything in the capture folder with no model (every image `not_analysed`)
@@ -246,6 +271,7 @@ impl<A: Analyzer> Worker<A> {
             telemetry,
             space,
             prefetched: None,
+            finished: None,
         })
     }
 
@@ -591,20 +617,129 @@ impl<A: Analyzer> Worker<A> {
 
     /// Processes queued jobs until none is left (rescanning on the way when a rescan is due),
     /// `stop` is set, or the state directory runs short of space.
+    ///
+    /// Jobs are pipelined: each job's result is committed and its file moved while the next
+    /// job is analysed (the commit's fsync and the move are I/O waits, not CPU). Every job is
+    /// committed before this returns `Ok`; on an error the job not yet committed is dropped
+    /// from memory and stays `running` in the database, which the error path requeues.
     pub fn drain(&mut self, stop: Option<&AtomicBool>) -> Result<(), WorkerError> {
+        let result = self.drain_pipelined(stop).and_then(|()| self.commit_pending());
+        if result.is_err() {
+            self.finished = None;
+        }
+        result
+    }
+
+    fn drain_pipelined(&mut self, stop: Option<&AtomicBool>) -> Result<(), WorkerError> {
         let rescan = Duration::from_millis(self.config.ingest.rescan_ms.max(10));
         loop {
             if stop.is_some_and(|s| s.load(Ordering::Relaxed)) || self.space_ok().is_err() {
                 break;
             }
-            if !self.process_next()? {
+            if !self.process_one()? {
                 break;
             }
+            self.telemetry.health.progress();
+            self.publish()?;
             if self.last_scan.is_none_or(|t| t.elapsed() >= rescan) {
                 self.scan()?;
             }
         }
         Ok(())
+    }
+
+    /// Claims and processes one job, its result committed before this returns; false when
+    /// the queue is empty.
+    pub fn process_next(&mut self) -> Result<bool, WorkerError> {
+        let worked = self.process_one().and_then(|w| self.commit_pending().map(|()| w));
+        if worked.is_err() {
+            self.finished = None;
+        }
+        if worked? {
+            self.telemetry.health.progress();
+            self.publish()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Commits the job analysed last, if any.
+    fn commit_pending(&mut self) -> Result<(), WorkerError> {
+        let Some(f) = self.finished.take() else { return Ok(()) };
+        let books = Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats };
+        commit_finished(books, &self.telemetry, f)
+    }
+
+    /// Claims one job and analyses it, committing the previous job meanwhile; the new job's
+    /// result is left in `self.finished`. False when the queue is empty.
+    fn process_one(&mut self) -> Result<bool, WorkerError> {
+        let Some(job) = queue::claim_next(&mut self.db)? else {
+            self.commit_pending()?;
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let mut timings = Vec::new();
+        let decoded = match self.prefetched.take().filter(|p| p.is_for(&job)) {
+            Some(p) => {
+                timings.push(StageTiming::new("read", p.read));
+                timings.push(StageTiming::new("decode", p.decode));
+                p.decoded
+            }
+            None => match self.read_and_decode(&job, &mut timings)? {
+                Some(d) => d,
+                None => return Ok(true),
+            },
+        };
+
+        // While this image is analysed: the previous job is committed and its file moved,
+        // and the next queued file is read and decoded.
+        let next = if self.config.ingest.decode_ahead { queue::peek_next(&self.db)? } else { None };
+        let previous = self.finished.take();
+        let t = Instant::now();
+        let (analysis, prefetched, committed) = std::thread::scope(|s| {
+            let (max_bytes, opts) = (self.config.ingest.max_file_bytes, &self.decode);
+            let ahead = next.map(|n| s.spawn(move || prefetch(n, max_bytes, opts)));
+            let books =
+                Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats };
+            let telemetry = &self.telemetry;
+            let commit = previous.map(|f| s.spawn(move || commit_finished(books, telemetry, f)));
+            let analysis = self.analyzer.analyze(&decoded.image);
+            let committed = match commit.map(|h| h.join()) {
+                None | Some(Ok(Ok(()))) => Ok(()),
+                Some(Ok(Err(e))) => Err(e),
+                Some(Err(_)) => Err(WorkerError::Io {
+                    what: "committing a result".into(),
+                    source: std::io::Error::other("the commit thread panicked"),
+                }),
+            };
+            (analysis, ahead.and_then(|h| h.join().ok().flatten()), committed)
+        });
+        self.prefetched = prefetched;
+        committed?;
+        let analysis = match analysis {
+            Ok(a) => a,
+            Err(e) => {
+                self.fail(&job, "analyze", &format!("analysis failed: {e}"), true)?;
+                return Ok(true);
+            }
+        };
+        timings.push(StageTiming::new("analyze", t.elapsed()));
+        timings.extend(analysis.timings);
+        timings.push(StageTiming::new("total", started.elapsed()));
+
+        self.finished = Some(Finished {
+            job,
+            decoded: DecodedFacts {
+                width: decoded.image.width,
+                height: decoded.image.height,
+                bit_depth: decoded.image.bit_depth,
+                format: decoded.format.as_str().to_string(),
+                acquisition: decoded.acquisition,
+            },
+            model: self.analyzer.model().cloned(),
+            analysis: Analysis { findings: analysis.findings, timings },
+        });
+        Ok(true)
     }
 
     fn admit(&mut self, path: &Path, name: &str, size: u64) -> Result<(), WorkerError> {
@@ -661,81 +796,6 @@ impl<A: Analyzer> Worker<A> {
             }
         }
         Ok(())
-    }
-
-    /// Claims and processes one job; false when the queue is empty.
-    pub fn process_next(&mut self) -> Result<bool, WorkerError> {
-        let worked = self.process_one()?;
-        if worked {
-            self.telemetry.health.progress();
-            self.publish()?;
-        }
-        Ok(worked)
-    }
-
-    fn process_one(&mut self) -> Result<bool, WorkerError> {
-        let Some(job) = queue::claim_next(&mut self.db)? else {
-            return Ok(false);
-        };
-        let started = Instant::now();
-        let mut timings = Vec::new();
-        let decoded = match self.prefetched.take().filter(|p| p.is_for(&job)) {
-            Some(p) => {
-                timings.push(StageTiming::new("read", p.read));
-                timings.push(StageTiming::new("decode", p.decode));
-                p.decoded
-            }
-            None => match self.read_and_decode(&job, &mut timings)? {
-                Some(d) => d,
-                None => return Ok(true),
-            },
-        };
-
-        // The next queued file is read and decoded while this one is analysed.
-        let next = if self.config.ingest.decode_ahead { queue::peek_next(&self.db)? } else { None };
-        let t = Instant::now();
-        let (analysis, prefetched) = std::thread::scope(|s| {
-            let (max_bytes, opts) = (self.config.ingest.max_file_bytes, &self.decode);
-            let ahead = next.map(|n| s.spawn(move || prefetch(n, max_bytes, opts)));
-            let analysis = self.analyzer.analyze(&decoded.image);
-            (analysis, ahead.and_then(|h| h.join().ok().flatten()))
-        });
-        self.prefetched = prefetched;
-        let analysis = match analysis {
-            Ok(a) => a,
-            Err(e) => {
-                self.fail(&job, "analyze", &format!("analysis failed: {e}"), true)?;
-                return Ok(true);
-            }
-        };
-        timings.push(StageTiming::new("analyze", t.elapsed()));
-        timings.extend(analysis.timings);
-        timings.push(StageTiming::new("total", started.elapsed()));
-
-        let model = self.analyzer.model().cloned();
-        let result = JobResult {
-            decoded: DecodedFacts {
-                width: decoded.image.width,
-                height: decoded.image.height,
-                bit_depth: decoded.image.bit_depth,
-                format: decoded.format.as_str().to_string(),
-                acquisition: decoded.acquisition,
-            },
-            model: model.as_ref(),
-            analysis: Analysis { findings: analysis.findings, timings },
-        };
-        let run_id = queue::complete(&mut self.db, &job, &result)?;
-        self.stats.processed += 1;
-        self.telemetry.metrics.observe(&result.analysis.timings);
-        info!(
-            job_id = job.job_id,
-            run_id,
-            findings = result.analysis.findings.len(),
-            analysed = model.is_some(),
-            "recorded"
-        );
-        self.dispose(job.job_id, &job.source_path, None);
-        Ok(true)
     }
 
     /// Reads, verifies and decodes a claimed job's file; `None` when the job was failed or
@@ -833,6 +893,19 @@ impl<A: Analyzer> Worker<A> {
         Ok(())
     }
 
+    /// Moves a job's file out of capture/ and records where it went (see [`Books::dispose`]).
+    fn dispose(&mut self, job_id: i64, path: &Path, reason: Option<&str>) {
+        Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats }
+            .dispose(job_id, path, reason);
+    }
+
+    fn move_failed(&mut self, job_id: Option<i64>, path: &Path, e: &std::io::Error) {
+        Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats }
+            .move_failed(job_id, path, e);
+    }
+}
+
+impl Books<'_> {
     /// Moves a job's file out of capture/ (quarantine when `reason` is given, else archive)
     /// and records where it went. A failed move is logged; the file stays and is retried
     /// when it is next offered.
@@ -849,7 +922,7 @@ impl<A: Analyzer> Worker<A> {
                 if reason.is_none() {
                     self.stats.archived += 1;
                 }
-                if let Err(e) = queue::set_disposed(&mut self.db, job_id, &to) {
+                if let Err(e) = queue::set_disposed(self.db, job_id, &to) {
                     warn!(job_id, error = %e, "could not record where the file went");
                 }
             }
@@ -864,6 +937,27 @@ impl<A: Analyzer> Worker<A> {
             warn!(error = %db, "could not record an error");
         }
     }
+}
+
+/// Commits an analysed job's result, then moves its file to archive/.
+fn commit_finished(
+    mut books: Books<'_>,
+    telemetry: &Telemetry,
+    f: Finished,
+) -> Result<(), WorkerError> {
+    let result = JobResult { decoded: f.decoded, model: f.model.as_ref(), analysis: f.analysis };
+    let run_id = queue::complete(books.db, &f.job, &result)?;
+    books.stats.processed += 1;
+    telemetry.metrics.observe(&result.analysis.timings);
+    info!(
+        job_id = f.job.job_id,
+        run_id,
+        findings = result.analysis.findings.len(),
+        analysed = f.model.is_some(),
+        "recorded"
+    );
+    books.dispose(f.job.job_id, &f.job.source_path, None);
+    Ok(())
 }
 
 /// Streams a file through SHA-256; returns the hex digest and the bytes read.
