@@ -3,6 +3,7 @@
 //! with the analyzer's [`ModelIdentity`]. [`NoModel`] is what the daemon runs without a
 //! bundle: every image is logged as `not_analysed`, and the daemon says so.
 
+use fracture_models::bundle::Bundle;
 use fracture_models::pixels::GrayF32;
 use serde::Serialize;
 
@@ -17,6 +18,26 @@ pub struct ModelIdentity {
     pub precision: String,
     /// Why this backend runs the bundle (and why the ones tried before it did not).
     pub backend_reason: String,
+}
+
+impl ModelIdentity {
+    /// `bundle` run by `backend` at `precision`; the reason is set by whoever chose it.
+    pub fn for_bundle(bundle: &Bundle, backend: &str, precision: &str) -> Self {
+        Self {
+            bundle_id: bundle.manifest.bundle_id.clone(),
+            bundle_sha256: bundle.sha256.clone(),
+            backend: backend.to_string(),
+            precision: precision.to_string(),
+            backend_reason: String::new(),
+        }
+    }
+}
+
+/// Runs one blank image of the bundle's input size through a freshly loaded analyzer, so the
+/// first radiograph does not pay for lazy initialisation (and a model that cannot run is
+/// refused at start, not on a patient's image).
+pub fn warm_up(analyzer: &dyn Analyzer, imgsz: u32) -> Result<(), AnalyzeError> {
+    analyzer.analyze(&GrayF32::new(imgsz, imgsz, 0.5)).map(|_| ())
 }
 
 /// The bundle's two operating points.

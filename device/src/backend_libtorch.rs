@@ -11,13 +11,12 @@ use std::time::Instant;
 use fracture_models::bundle::{Bundle, OperatingPoints};
 use fracture_models::detector::{Detector, Finding as Found};
 use fracture_models::frcnn::{self, FrcnnPredictError, FrcnnPredictOptions, FrcnnPredictor};
-use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::GrayF32;
 use fracture_models::yolo::{Precision, PredictError, PredictOptions, YoloPredictor};
 use tch::Device;
 
 use crate::analyzer::{
-    Analysis, AnalyzeError, Analyzer, ModelIdentity, StageTiming, findings_from,
+    Analysis, AnalyzeError, Analyzer, ModelIdentity, StageTiming, findings_from, warm_up,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +68,7 @@ impl LibtorchAnalyzer {
             let opts = PredictOptions {
                 imgsz: Some(m.imgsz),
                 rect: true,
-                nms: NmsConfig {
-                    conf: m.operating_points.suspicious,
-                    iou: m.nms_iou,
-                    max_det: m.max_det,
-                    ..NmsConfig::default()
-                },
+                nms: m.nms(),
                 device,
                 precision,
             };
@@ -108,18 +102,11 @@ impl LibtorchAnalyzer {
         let backend = if device == Device::Cpu { "libtorch-cpu" } else { "libtorch-cuda" };
         let analyzer = Self {
             network,
-            identity: ModelIdentity {
-                bundle_id: m.bundle_id.clone(),
-                bundle_sha256: bundle.sha256.clone(),
-                backend: backend.to_string(),
-                precision: precision.name().to_string(),
-                backend_reason: String::new(),
-            },
+            identity: ModelIdentity::for_bundle(bundle, backend, precision.name()),
             classes: m.classes.clone(),
             points: m.operating_points,
         };
-        let blank = GrayF32::new(m.imgsz, m.imgsz, 0.5);
-        analyzer.analyze(&blank).map_err(|e| BackendError::WarmUp {
+        warm_up(&analyzer, m.imgsz).map_err(|e| BackendError::WarmUp {
             bundle: m.bundle_id.clone(),
             message: e.message,
         })?;

@@ -5,12 +5,11 @@
 use std::path::Path;
 
 use fracture_models::bundle::{Bundle, OperatingPoints};
-use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::GrayF32;
 use fracture_runtime::{OrtOptions, YoloOrt, YoloOrtError};
 
 use crate::analyzer::{
-    Analysis, AnalyzeError, Analyzer, ModelIdentity, findings_from, timed_stages,
+    Analysis, AnalyzeError, Analyzer, ModelIdentity, findings_from, timed_stages, warm_up,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,28 +50,16 @@ impl OrtAnalyzer {
                 arch: m.arch.clone(),
             });
         }
-        let nms = NmsConfig {
-            conf: m.operating_points.suspicious,
-            iou: m.nms_iou,
-            max_det: m.max_det,
-            ..NmsConfig::default()
-        };
+        let nms = m.nms();
         let model = YoloOrt::open(onnx, m.classes.clone(), nms, opts)
             .map_err(|source| OrtBackendError::Open { bundle: m.bundle_id.clone(), source })?;
         let analyzer = Self {
             model,
-            identity: ModelIdentity {
-                bundle_id: m.bundle_id.clone(),
-                bundle_sha256: bundle.sha256.clone(),
-                backend: "onnxruntime".into(),
-                precision: precision.to_string(),
-                backend_reason: String::new(),
-            },
+            identity: ModelIdentity::for_bundle(bundle, "onnxruntime", precision),
             classes: m.classes.clone(),
             points: m.operating_points,
         };
-        let blank = GrayF32::new(m.imgsz, m.imgsz, 0.5);
-        analyzer.analyze(&blank).map_err(|e| OrtBackendError::WarmUp {
+        warm_up(&analyzer, m.imgsz).map_err(|e| OrtBackendError::WarmUp {
             bundle: m.bundle_id.clone(),
             message: e.message,
         })?;

@@ -9,14 +9,13 @@
 use std::path::{Path, PathBuf};
 
 use fracture_models::bundle::{Bundle, OperatingPoints};
-use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::GrayF32;
 use fracture_runtime::engine_cache::{CachedEngine, EngineCacheError, find_or_build};
 use fracture_runtime::{YoloTrt, YoloTrtError};
 use fracture_tensorrt::{Precision, Shim, TrtError};
 
 use crate::analyzer::{
-    Analysis, AnalyzeError, Analyzer, ModelIdentity, findings_from, timed_stages,
+    Analysis, AnalyzeError, Analyzer, ModelIdentity, findings_from, timed_stages, warm_up,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +92,7 @@ impl TrtAnalyzer {
         let (shim, cached) = prepare_engine(bundle, explicit_shim, precision, engines_dir, false)?;
         let provenance = format!("{}: {}", cached.provenance, cached.path.display());
         tracing::info!(engine = %cached.path.display(), "{}", cached.provenance);
-        let nms = NmsConfig {
-            conf: m.operating_points.suspicious,
-            iou: m.nms_iou,
-            max_det: m.max_det,
-            ..NmsConfig::default()
-        };
+        let nms = m.nms();
         let model =
             YoloTrt::new(&shim, cached.engine, m.classes.clone(), nms, m.imgsz).map_err(|e| {
                 TrtBackendError::Open {
@@ -110,18 +104,14 @@ impl TrtAnalyzer {
         let analyzer = Self {
             model,
             identity: ModelIdentity {
-                bundle_id: m.bundle_id.clone(),
-                bundle_sha256: bundle.sha256.clone(),
-                backend: "tensorrt".into(),
-                precision: precision.to_string(),
                 backend_reason: provenance.clone(),
+                ..ModelIdentity::for_bundle(bundle, "tensorrt", &precision.to_string())
             },
             provenance,
             classes: m.classes.clone(),
             points: m.operating_points,
         };
-        let blank = GrayF32::new(m.imgsz, m.imgsz, 0.5);
-        analyzer.analyze(&blank).map_err(|e| TrtBackendError::WarmUp {
+        warm_up(&analyzer, m.imgsz).map_err(|e| TrtBackendError::WarmUp {
             bundle: m.bundle_id.clone(),
             message: e.message,
         })?;

@@ -296,6 +296,17 @@ impl Manifest {
         Self::yolo(bundle_id, meta, points)
     }
 
+    /// The device's NMS for this bundle: everything from the `suspicious` operating point up
+    /// (the `definite` point is a label on top), the bundle's IoU and detection cap.
+    pub fn nms(&self) -> crate::nms::NmsConfig {
+        crate::nms::NmsConfig {
+            conf: self.operating_points.suspicious,
+            iou: self.nms_iou,
+            max_det: self.max_det,
+            ..crate::nms::NmsConfig::default()
+        }
+    }
+
     fn yolo(bundle_id: &str, meta: &WeightsMeta, points: OperatingPoints) -> Self {
         Self {
             format_version: FORMAT_VERSION,
