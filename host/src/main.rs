@@ -60,6 +60,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // Before libtorch starts its threads: subnormal floats would slow fresh networks ~6x.
     fracture_models::denormals::flush_denormals();
+    // Freed tensors stay in the heap for the next step instead of being re-faulted page by page.
+    fracture_models::heap::keep_freed_memory();
     // Errors print as one readable chain of causes (no backtrace, whatever RUST_BACKTRACE says).
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,

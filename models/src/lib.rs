@@ -10,6 +10,7 @@ pub mod compute_device;
 pub mod denormals;
 pub mod detector;
 pub mod frcnn;
+pub mod heap;
 pub mod letterbox;
 pub mod metrics;
 pub mod nms;

@@ -43,6 +43,8 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     // Before libtorch starts its threads: subnormal floats would slow inference many times.
     fracture_models::denormals::flush_denormals();
+    // Freed tensors stay in the heap for the next step instead of being re-faulted page by page.
+    fracture_models::heap::keep_freed_memory();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
