@@ -139,27 +139,25 @@ pub fn findings_from(
 }
 
 /// The three timed stages of a backend running an exported graph (ONNX Runtime, TensorRT):
-/// `preprocess` (letterbox), `infer` (the forward pass), `nms` (NMS + boxes to original
-/// pixels).
-pub fn timed_stages<I, P, E: std::error::Error + Send + Sync + 'static>(
+/// `preprocess` (letterbox or resize, giving the input and the geometry `G` to map boxes
+/// back with), `infer` (the forward pass), `nms` (NMS where the graph leaves it to us, and
+/// boxes to original pixels).
+pub fn timed_stages<I, G, P, E: std::error::Error + Send + Sync + 'static>(
     image: &GrayF32,
-    preprocess: impl FnOnce(&GrayF32) -> (I, fracture_models::letterbox::Letterbox),
+    preprocess: impl FnOnce(&GrayF32) -> Result<(I, G), E>,
     forward: impl FnOnce(&I) -> Result<P, E>,
-    postprocess: impl FnOnce(
-        &P,
-        &fracture_models::letterbox::Letterbox,
-    ) -> Result<Vec<fracture_models::detector::Finding>, E>,
+    postprocess: impl FnOnce(&P, &G) -> Result<Vec<fracture_models::detector::Finding>, E>,
 ) -> Result<(Vec<fracture_models::detector::Finding>, Vec<StageTiming>), AnalyzeError> {
     let fail = |e: E| AnalyzeError {
         message: format!("inference failed: {e}"),
         source: Some(Box::new(e)),
     };
     let t0 = std::time::Instant::now();
-    let (input, lb) = preprocess(image);
+    let (input, geometry) = preprocess(image).map_err(fail)?;
     let t1 = std::time::Instant::now();
     let pred = forward(&input).map_err(fail)?;
     let t2 = std::time::Instant::now();
-    let found = postprocess(&pred, &lb).map_err(fail)?;
+    let found = postprocess(&pred, &geometry).map_err(fail)?;
     let t3 = std::time::Instant::now();
     let timings = vec![
         StageTiming::new("preprocess", t1 - t0),

@@ -132,7 +132,7 @@ impl Analyzer for TrtAnalyzer {
         let m = &self.model;
         let (found, timings) = timed_stages(
             image,
-            |i| m.preprocess(i),
+            |i| Ok(m.preprocess(i)),
             |x| m.forward(x),
             |p, lb| m.postprocess(p, lb),
         )?;

@@ -199,4 +199,11 @@ fn frcnn_trains_from_a_resnet50_resumes_and_predicts() {
     let bundled = fracture_models::weights_file::read_meta(&b.weights()).unwrap().unwrap();
     assert_eq!(bundled.extra["min_size"], "128");
     fracture(&["bundle", "verify", bundle.to_str().unwrap()]);
+    assert!(b.manifest.files.contains_key("model.onnx"), "{:?}", b.manifest.files.keys());
+
+    // Its ONNX graph runs on ONNX Runtime (equal to libtorch: models/runtime/tests/ort_frcnn.rs).
+    let image = image.to_str().unwrap();
+    let text =
+        fracture(&["predict", "--bundle", bundle.to_str().unwrap(), "--backend", "ort", image]);
+    assert!(text.contains("backend: onnxruntime fp32 (as asked)"), "{text}");
 }

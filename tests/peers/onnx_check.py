@@ -1,13 +1,15 @@
 """Checks an ONNX model written by the project's exporter, for the Rust export tests
-(models/tests/onnx_yolo.rs).
+(models/tests/onnx_yolo.rs, models/tests/onnx_frcnn.rs).
 
 Each `--case DIR` names a folder holding `model.onnx` and `input.safetensors` (tensor `images`,
-[B, 3, H, W] float32). For each it runs the ONNX checker with `full_check=True` (shape inference
-included), then ONNX Runtime (CPU, fp32, default graph optimisations: what a deployment runs)
-on the whole batch and on its first image alone (the batch dimension is dynamic), and writes
-into OUT/<basename of DIR>/:
+[B, 3, H, W] float32, and optionally more inputs for the same model named `images<suffix>`,
+e.g. another image size). For each it runs the ONNX checker with `full_check=True` (shape
+inference included), then ONNX Runtime (CPU, fp32, default graph optimisations: what a
+deployment runs) on each whole batch and, for batches of more than one image, on its first image
+alone (the batch dimension is dynamic), and writes into OUT/<basename of DIR>/:
 
-  tensors.safetensors  <output name> for the batch, <output name>_b1 for the first image alone
+  tensors.safetensors  <output name><suffix> for each batch (every output of the model),
+                       <output name><suffix>_b1 for its first image alone
   meta.json            checker result, ir_version, opsets, producer, graph inputs and outputs
                        (name, element type, dims: ints or dim_param strings), op types used
 """
@@ -39,17 +41,22 @@ def main():
         path = os.path.join(case, "model.onnx")
         onnx.checker.check_model(path, full_check=True)
         model = onnx.load(path)
-        images = load_file(os.path.join(case, "input.safetensors"))["images"]
+        inputs = load_file(os.path.join(case, "input.safetensors"))
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 2
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         tensors = {}
-        for n, v in zip(names, sess.run(names, {"images": images})):
-            tensors[n] = np.ascontiguousarray(v)
-        for n, v in zip(names, sess.run(names, {"images": images[:1]})):
-            tensors[n + "_b1"] = np.ascontiguousarray(v)
+        for key, images in sorted(inputs.items()):
+            if not key.startswith("images"):
+                continue
+            suffix = key[len("images"):]
+            for n, v in zip(names, sess.run(names, {"images": images})):
+                tensors[n + suffix] = np.ascontiguousarray(v)
+            if images.shape[0] > 1:
+                for n, v in zip(names, sess.run(names, {"images": images[:1]})):
+                    tensors[n + suffix + "_b1"] = np.ascontiguousarray(v)
 
         meta = {
             "checker": "ok",

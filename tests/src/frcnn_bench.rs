@@ -1,6 +1,7 @@
 //! `fracture-bench frcnn`: our Faster R-CNN ResNet50-FPN v2 against torchvision's on the same
 //! weights and images, 2 threads: the eval forward at 416 (batch 1; target ≤ 0.9×
-//! torchvision's time) and one training step at batch 2 (forward with the four losses,
+//! torchvision's time) on libtorch and on ONNX Runtime (the model exported by
+//! `export_frcnn`, fp32), and one training step at batch 2 (forward with the four losses,
 //! backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
 //! medians (this machine's speed drifts over minutes).
 
@@ -11,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnTarget, load_safetensors};
+use fracture_models::onnx::export_frcnn;
+use fracture_runtime::{FrcnnGeometry, FrcnnInput, FrcnnOrt, OrtOptions};
 use tch::nn::{OptimizerConfig, VarStore};
 use tch::{Device, Tensor};
 
@@ -101,10 +104,33 @@ pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
             steps.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
+    println!("onnxruntime fp32: exporting, then {} forwards ...", cfg.passes);
+    let onnx = dir.path().join("model.onnx");
+    fracture_models::onnx::save(&export_frcnn(&model, &["fracture".to_string()])?, &onnx)?;
+    let ort_opts = OrtOptions { threads: Some(cfg.threads), ..OrtOptions::default() };
+    let size = (cfg.size, cfg.size);
+    let ort = FrcnnOrt::open(&onnx, vec!["fracture".into()], size, 0.05, &ort_opts)?;
+    let input = {
+        let s = images[0].size();
+        let resized = model.transform.resize(&images[0]).contiguous();
+        let r = resized.size();
+        FrcnnInput {
+            data: Vec::<f32>::try_from(resized.reshape([-1]))?,
+            geometry: FrcnnGeometry { resized: [r[1], r[2]], original: [s[1], s[2]] },
+        }
+    };
+    let mut ort_fwd = Vec::new();
+    for i in 0..=cfg.passes {
+        let t0 = Instant::now();
+        ort.forward(&input)?;
+        if i > 0 {
+            ort_fwd.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
     let after = run_peer(&python, &script, dir.path(), cfg)?;
     let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
     let theirs_step = (before.step_ms + after.step_ms) / 2.0;
-    let (ours_fwd, ours_step) = (median(fwd), median(steps));
+    let (ours_fwd, ours_step, ort_fwd) = (median(fwd), median(steps), median(ort_fwd));
     println!(
         "\nFaster R-CNN R50-FPN v2, {}x{} resize, {} threads, {} test proposals\n",
         cfg.size, cfg.size, cfg.threads, cfg.proposals
@@ -116,6 +142,13 @@ pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
         ours_fwd,
         theirs_fwd,
         ours_fwd / theirs_fwd
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+        "ORT fp32 forward, batch 1",
+        ort_fwd,
+        theirs_fwd,
+        ort_fwd / theirs_fwd
     );
     println!(
         "{:<28} {:>12.0} {:>14.0} {:>8.2}",

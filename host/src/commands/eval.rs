@@ -13,7 +13,7 @@ use fracture_models::frcnn::{FrcnnPredictOptions, FrcnnPredictor};
 use fracture_models::nms::NmsConfig;
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
 use fracture_runtime::backend::{self, BackendKind, Chosen, Plan};
-use fracture_runtime::{OrtOptions, YoloOrt};
+use fracture_runtime::{FrcnnOrt, OrtOptions, YoloOrt};
 
 use crate::eval::coco_files::write_json;
 use crate::eval::operating_points::Targets;
@@ -196,7 +196,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         out_dir: &out_dir,
         settings: settings.clone(),
     };
-    let mut report = if let Some(onnx) = ort_graph(args, target_bundle.as_ref(), frcnn)? {
+    let mut report = if let Some(onnx) = ort_graph(args, target_bundle.as_ref())? {
         let mut settings = settings.clone();
         settings.backend = onnx.plan.describe();
         let ort_opts = OrtOptions { threads: args.threads, ..OrtOptions::default() };
@@ -206,11 +206,23 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             max_det: settings.max_det,
             ..NmsConfig::default()
         };
-        let det = YoloOrt::open(&onnx.value, classes_of(target_bundle.as_ref()), nms, &ort_opts)?;
         eprintln!("backend: {}", onnx.reason);
-        let mut req = request(det.classes());
-        req.settings = settings;
-        evaluate(&det, &req)?
+        match target_bundle.as_ref() {
+            // The Faster R-CNN graph runs its own NMS (fixed at export); --conf still applies.
+            Some(b) if frcnn => {
+                let det = FrcnnOrt::open_bundle(b, &onnx.value, settings.conf, &ort_opts)?;
+                let mut req = request(det.classes());
+                req.settings = settings;
+                evaluate(&det, &req)?
+            }
+            _ => {
+                let classes = classes_of(target_bundle.as_ref());
+                let det = YoloOrt::open(&onnx.value, classes, nms, &ort_opts)?;
+                let mut req = request(det.classes());
+                req.settings = settings;
+                evaluate(&det, &req)?
+            }
+        }
     } else if frcnn {
         let det = frcnn_predictor(args, &weights, &settings)?;
         evaluate(&det, &request(det.classes()))?
@@ -257,15 +269,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 fn ort_graph(
     args: &EvalArgs,
     bundle: Option<&fracture_models::bundle::Bundle>,
-    frcnn: bool,
 ) -> anyhow::Result<Option<Chosen<PathBuf>>> {
     match (args.backend, bundle) {
         (BackendKind::Torch, _) => Ok(None),
         (BackendKind::Ort, None) => {
             bail!("--backend ort runs a bundle's ONNX graph: pass --bundle")
-        }
-        (BackendKind::Ort, Some(_)) if frcnn => {
-            bail!("--backend ort: Faster R-CNN bundles are evaluated on libtorch")
         }
         (BackendKind::Ort, Some(b)) => {
             let chosen = backend::open_first(b, BackendKind::Ort, |plan| match plan {

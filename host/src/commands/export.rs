@@ -141,9 +141,13 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             manifest.metrics.insert(key.to_string(), v);
         }
     }
-    // YOLO11: the ONNX model, exported from the weights as the bundle holds them.
-    let onnx = if meta.arch == frcnn::ARCH {
-        None
+    // The ONNX model, exported from the weights as the bundle holds them.
+    let proto = if meta.arch == frcnn::ARCH {
+        // torchvision's post-processing (score 0.05, NMS 0.5, 100 detections) and the
+        // weights' own resize rule and proposal count; the device filters at its operating
+        // point on top.
+        let predictor = FrcnnPredictor::load(staged.path(), None, FrcnnPredictOptions::default())?;
+        fracture_models::onnx::export_frcnn(predictor.model(), &meta.classes)?
     } else {
         let spec = ArchSpec { scale: meta.arch.parse()?, num_classes: meta.classes.len() as i64 };
         let opts = PredictOptions { imgsz: Some(meta.imgsz), ..PredictOptions::default() };
@@ -161,6 +165,9 @@ pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
             key: Some("names".into()),
             value: Some(format!("{{{}}}", names.join(", "))),
         });
+        proto
+    };
+    let onnx = {
         let file = tempfile::NamedTempFile::new_in(staged_dir(&args.bundle))
             .context("creating a temporary file beside the bundle")?;
         fracture_models::onnx::save(&proto, file.path())?;

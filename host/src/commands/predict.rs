@@ -15,7 +15,7 @@ use fracture_models::nms::NmsConfig;
 use fracture_models::pixels::read_gray;
 use fracture_models::yolo::{Precision, PredictOptions, YoloPredictor};
 use fracture_runtime::backend::{self, BackendKind, Plan};
-use fracture_runtime::{OrtOptions, YoloOrt, YoloTrt, find_or_build};
+use fracture_runtime::{FrcnnOrt, OrtOptions, YoloOrt, YoloTrt, find_or_build};
 use fracture_tensorrt::{Precision as TrtPrecision, Shim};
 use serde::Serialize;
 
@@ -162,6 +162,7 @@ fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
         Yolo(Box<YoloPredictor>),
         Frcnn(Box<FrcnnPredictor>),
         YoloOrt(Box<YoloOrt>),
+        FrcnnOrt(Box<FrcnnOrt>),
         YoloTrt(Box<YoloTrt>),
     }
     let bundle = Bundle::open(dir)?;
@@ -176,9 +177,13 @@ fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
         Plan::Torch => yolo_predictor(args, &weights)
             .map(|p| Loaded::Yolo(Box::new(p)))
             .map_err(|e| format!("{e:#}")),
-        Plan::Ort { .. } if is_frcnn => {
-            Err("Faster R-CNN bundles run on libtorch (no ONNX Runtime runner for its graph yet)"
-                .into())
+        // The Faster R-CNN graph runs its own NMS (IoU, detections and proposals fixed at
+        // export); --conf still applies.
+        Plan::Ort { onnx, .. } if is_frcnn => {
+            let ort = OrtOptions { threads: args.threads, ..OrtOptions::default() };
+            FrcnnOrt::open_bundle(&bundle, onnx, args.conf, &ort)
+                .map(|p| Loaded::FrcnnOrt(Box::new(p)))
+                .map_err(|e| e.to_string())
         }
         Plan::Ort { onnx, .. } => {
             let ort = OrtOptions { threads: args.threads, ..OrtOptions::default() };
@@ -200,6 +205,7 @@ fn run_bundle(dir: &Path, args: &PredictArgs) -> anyhow::Result<()> {
         Loaded::Yolo(p) => predict_all(p.as_ref(), args),
         Loaded::Frcnn(p) => predict_all(p.as_ref(), args),
         Loaded::YoloOrt(p) => predict_all(p.as_ref(), args),
+        Loaded::FrcnnOrt(p) => predict_all(p.as_ref(), args),
         Loaded::YoloTrt(p) => predict_all(p.as_ref(), args),
     }
 }

@@ -1,6 +1,6 @@
 //! One exported graph (`model.onnx` or `model.int8.onnx`) in an ONNX Runtime session: checks
-//! that its input is the bundle contract's `images` `[B, 3, H, W]` float32 with a fixed H×W,
-//! and runs flat float32 batches through it. Architecture-specific decoding lives with each
+//! that its input is the bundle contract's `images` `[B, 3, H, W]` float32 (H×W fixed for
+//! YOLO11, dynamic for Faster R-CNN), and runs flat float32 batches through it. Architecture-specific decoding lives with each
 //! detector ([`crate::yolo_ort`]); this module only moves tensors in and out.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub enum OrtModelError {
     #[error("{path}: ONNX Runtime could not open the model: {message}")]
     Open { path: PathBuf, message: String },
     #[error(
-        "{path}: the graph's input must be `{INPUT_NAME}` float32 [batch, 3, H, W] with fixed H and W; it has {found}"
+        "{path}: the graph's input must be `{INPUT_NAME}` float32 [batch, 3, H, W]; it has {found}"
     )]
     Input { path: PathBuf, found: String },
     #[error("{path}: the graph has no output `{name}`")]
@@ -32,6 +32,8 @@ pub enum OrtModelError {
     Output { path: PathBuf, name: String, found: String, expected: &'static str },
     #[error("input holds {got} values, the graph takes {batch}x3x{height}x{width}")]
     InputSize { got: usize, batch: usize, height: i64, width: i64 },
+    #[error("{path}: the graph takes {height}x{width} inputs, not {got_height}x{got_width}")]
+    InputHw { path: PathBuf, height: i64, width: i64, got_height: i64, got_width: i64 },
 }
 
 /// An output tensor copied out of the session.
@@ -54,6 +56,7 @@ pub struct OrtModel {
     path: PathBuf,
     /// `Session::run` needs `&mut`; detectors are shared (`&self`), one run at a time.
     session: Mutex<Session>,
+    /// The input's height and width; -1 where the graph leaves it dynamic.
     height: i64,
     width: i64,
     outputs: Vec<String>,
@@ -92,6 +95,24 @@ impl OrtModel {
         Self::open_with(path, opts, |b| b.commit_from_memory(&bytes))
     }
 
+    /// Opens a graph held in memory (as [`OrtModel::open`] would the file holding it);
+    /// `label` names it in errors. For the many short-lived variants of one model that
+    /// `fracture calibrate`'s sensitivity analysis runs, without writing each to disk.
+    pub fn from_proto(
+        model: &fracture_models::onnx::proto::ModelProto,
+        label: &Path,
+        opts: &OrtOptions,
+    ) -> Result<Self, OrtModelError> {
+        use fracture_models::onnx::qdq;
+        use prost::Message;
+        let bytes = if qdq::has_int8_activations(model) {
+            qdq::to_u8_activations(model).encode_to_vec()
+        } else {
+            model.encode_to_vec()
+        };
+        Self::open_with(label, opts, |b| b.commit_from_memory(&bytes))
+    }
+
     fn open_with(
         path: &Path,
         opts: &OrtOptions,
@@ -113,13 +134,9 @@ impl OrtModel {
         };
         let (height, width) = match input.dtype() {
             ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }
-                if input.name() == INPUT_NAME
-                    && shape.len() == 4
-                    && shape[1] == 3
-                    && shape[2] > 0
-                    && shape[3] > 0 =>
+                if input.name() == INPUT_NAME && shape.len() == 4 && shape[1] == 3 =>
             {
-                (shape[2], shape[3])
+                (shape[2].max(-1), shape[3].max(-1))
             }
             other => return Err(input_err(format!("`{}` {other:?}", input.name()))),
         };
@@ -138,9 +155,20 @@ impl OrtModel {
         &self.path
     }
 
-    /// The graph's fixed input size `(height, width)`.
+    /// The graph's input size `(height, width)`; -1 for a dynamic dimension.
     pub fn input_hw(&self) -> (i64, i64) {
         (self.height, self.width)
+    }
+
+    /// The graph's fixed input size, or an error naming the file when it is dynamic.
+    pub fn fixed_hw(&self) -> Result<(i64, i64), OrtModelError> {
+        match (self.height, self.width) {
+            (h, w) if h > 0 && w > 0 => Ok((h, w)),
+            (h, w) => Err(OrtModelError::Input {
+                path: self.path.clone(),
+                found: format!("a dynamic size {h}x{w} (this detector needs a fixed one)"),
+            }),
+        }
     }
 
     /// The intra-op thread count the session was opened with.
@@ -159,14 +187,36 @@ impl OrtModel {
         }
     }
 
-    /// Runs `input` (`[batch, 3, H, W]` float32, flat) and copies out the named outputs.
+    /// Runs `input` (`[batch, 3, H, W]` float32, flat, at the graph's fixed size) and copies
+    /// out the named outputs.
     pub fn run(
         &self,
         input: &[f32],
         batch: usize,
         names: &[&str],
     ) -> Result<Vec<Output>, OrtModelError> {
-        let (h, w) = (self.height, self.width);
+        self.run_hw(input, batch, (self.height, self.width), names)
+    }
+
+    /// [`OrtModel::run`] with the input's height and width given (they must equal the
+    /// graph's where it fixes them).
+    pub fn run_hw(
+        &self,
+        input: &[f32],
+        batch: usize,
+        (h, w): (i64, i64),
+        names: &[&str],
+    ) -> Result<Vec<Output>, OrtModelError> {
+        let fixed_differs = |fixed: i64, got: i64| fixed > 0 && fixed != got;
+        if h <= 0 || w <= 0 || fixed_differs(self.height, h) || fixed_differs(self.width, w) {
+            return Err(OrtModelError::InputHw {
+                path: self.path.clone(),
+                height: self.height,
+                width: self.width,
+                got_height: h,
+                got_width: w,
+            });
+        }
         if input.len() != batch * 3 * (h * w) as usize {
             return Err(OrtModelError::InputSize { got: input.len(), batch, height: h, width: w });
         }

@@ -49,6 +49,7 @@ impl YoloOrt {
     ) -> Result<Self, YoloOrtError> {
         let model = OrtModel::open(onnx, opts)?;
         model.require_outputs(&[OUTPUT_NAME])?;
+        model.fixed_hw()?;
         Ok(Self { model, classes, nms })
     }
 

@@ -62,13 +62,13 @@ impl BackboneConfig {
 /// ResNet's Bottleneck: 1×1 reduce, 3×3 (stride here), 1×1 expand, plus the (projected) input.
 #[derive(Debug)]
 pub struct Bottleneck {
-    conv1: Conv2d,
-    bn1: Norm2d,
-    conv2: Conv2d,
-    bn2: Norm2d,
-    conv3: Conv2d,
-    bn3: Norm2d,
-    downsample: Option<(Conv2d, Norm2d)>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Norm2d,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: Norm2d,
+    pub(crate) conv3: Conv2d,
+    pub(crate) bn3: Norm2d,
+    pub(crate) downsample: Option<(Conv2d, Norm2d)>,
 }
 
 impl Bottleneck {
@@ -135,9 +135,9 @@ impl Bottleneck {
 /// The ResNet50 body.
 #[derive(Debug)]
 pub struct ResNet50Body {
-    conv1: Conv2d,
-    bn1: Norm2d,
-    layers: Vec<Vec<Bottleneck>>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Norm2d,
+    pub(crate) layers: Vec<Vec<Bottleneck>>,
     norm_channels: i64,
 }
 

@@ -111,7 +111,7 @@ pub struct ConvNormActSpec {
 pub struct ConvNormAct {
     pub conv: Conv2d,
     pub norm: Option<Norm2d>,
-    relu: bool,
+    pub(crate) relu: bool,
 }
 
 impl ConvNormAct {

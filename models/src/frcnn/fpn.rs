@@ -22,8 +22,8 @@ pub const FPN_LEVEL_NAMES: [&str; 5] = ["0", "1", "2", "3", "pool"];
 /// The feature pyramid.
 #[derive(Debug)]
 pub struct Fpn {
-    inner_blocks: Vec<ConvNormAct>,
-    layer_blocks: Vec<ConvNormAct>,
+    pub(crate) inner_blocks: Vec<ConvNormAct>,
+    pub(crate) layer_blocks: Vec<ConvNormAct>,
 }
 
 impl Fpn {

@@ -64,8 +64,8 @@ impl Default for RoiHeadsConfig {
 /// v2's `FastRCNNConvFCHead`.
 #[derive(Debug)]
 pub struct BoxHead {
-    convs: Vec<ConvNormAct>,
-    fc: Linear,
+    pub(crate) convs: Vec<ConvNormAct>,
+    pub(crate) fc: Linear,
 }
 
 impl BoxHead {
@@ -108,8 +108,8 @@ impl BoxHead {
 /// `FastRCNNPredictor`.
 #[derive(Debug)]
 pub struct BoxPredictor {
-    cls_score: Linear,
-    bbox_pred: Linear,
+    pub(crate) cls_score: Linear,
+    pub(crate) bbox_pred: Linear,
 }
 
 impl BoxPredictor {

@@ -67,9 +67,9 @@ impl Default for RpnConfig {
 /// v2's `RPNHead(256, 3, conv_depth=2)`.
 #[derive(Debug)]
 pub struct RpnHead {
-    convs: Vec<ConvNormAct>,
-    cls_logits: Conv2d,
-    bbox_pred: Conv2d,
+    pub(crate) convs: Vec<ConvNormAct>,
+    pub(crate) cls_logits: Conv2d,
+    pub(crate) bbox_pred: Conv2d,
 }
 
 impl RpnHead {

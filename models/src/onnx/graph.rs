@@ -48,9 +48,10 @@ pub enum Dim {
 
 /// One attribute value.
 #[derive(Debug, Clone)]
-enum Attr {
+pub(super) enum Attr {
     Int(i64),
     Ints(Vec<i64>),
+    Float(f32),
     Str(String),
 }
 
@@ -166,7 +167,7 @@ impl GraphBuilder {
 
     /// Appends a node with `n_out` outputs named from `hint`; `f` computes the outputs from
     /// the inputs' traced values (called only when tracing).
-    fn node(
+    pub(super) fn node(
         &mut self,
         op: &str,
         hint: &str,
@@ -209,7 +210,7 @@ impl GraphBuilder {
         Ok(outs.into_iter().map(Value).collect())
     }
 
-    fn node1(
+    pub(super) fn node1(
         &mut self,
         op: &str,
         hint: &str,
@@ -254,6 +255,51 @@ impl GraphBuilder {
         ];
         self.node1("Conv", hint, &inputs, attrs, |xs| {
             xs[0].conv2d(xs[1], xs.get(2).copied(), stride, pad, 1, groups)
+        })
+    }
+
+    /// `Gemm`: `x` `[N, in]` times the constant `weight` `[out, in]` transposed, plus `bias`
+    /// (`nn.Linear`); constants named `hint.weight` / `hint.bias`.
+    pub fn gemm(
+        &mut self,
+        hint: &str,
+        x: &Value,
+        weight: &Tensor,
+        bias: &Tensor,
+    ) -> Result<Value, OnnxError> {
+        let w = self.constant(&format!("{hint}.weight"), weight)?;
+        let b = self.constant(&format!("{hint}.bias"), bias)?;
+        self.node1("Gemm", hint, &[x, &w, &b], vec![("transB", Attr::Int(1))], |xs| {
+            xs[0].linear(xs[1], Some(xs[2]))
+        })
+    }
+
+    /// `Conv` with weight (and bias) given as values, so several convolutions share one
+    /// initializer (the RPN head runs on every FPN level): square kernel `k`, stride, padding.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_shared(
+        &mut self,
+        hint: &str,
+        x: &Value,
+        weight: &Value,
+        bias: Option<&Value>,
+        k: i64,
+        stride: i64,
+        pad: i64,
+    ) -> Result<Value, OnnxError> {
+        let mut inputs = vec![x, weight];
+        if let Some(b) = bias {
+            inputs.push(b);
+        }
+        let attrs = vec![
+            ("dilations", Attr::Ints(vec![1, 1])),
+            ("group", Attr::Int(1)),
+            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("pads", Attr::Ints(vec![pad, pad, pad, pad])),
+            ("strides", Attr::Ints(vec![stride, stride])),
+        ];
+        self.node1("Conv", hint, &inputs, attrs, |xs| {
+            xs[0].conv2d(xs[1], xs.get(2).copied(), stride, pad, 1, 1)
         })
     }
 
@@ -427,6 +473,10 @@ fn attribute(name: &str, a: Attr) -> AttributeProto {
         Attr::Ints(v) => {
             p.ints = v;
             AttributeType::Ints
+        }
+        Attr::Float(f) => {
+            p.f = Some(f);
+            AttributeType::Float
         }
         Attr::Str(s) => {
             p.s = Some(s.into_bytes());

@@ -1,7 +1,9 @@
 //! ONNX export written by the project: the ONNX protobuf messages ([`proto`], hand-written
 //! `prost` types), a graph builder that can trace values with libtorch ([`graph`]) and the
-//! model emitters ([`yolo`]). Graphs use opset 17 and IR version 8, with an input `images`
-//! `[batch, 3, H, W]` float32 whose batch is symbolic and whose spatial size is fixed at export.
+//! model emitters ([`yolo`]; [`frcnn`] with [`frcnn_backbone`], [`frcnn_rpn`] and
+//! [`frcnn_heads`]), with the extra operators of [`ops`] and [`ops_detect`]. Graphs use opset 17 and IR version 8,
+//! with an input `images` `[batch, 3, H, W]` float32 whose batch is symbolic; YOLO's spatial
+//! size is fixed at export, Faster R-CNN's is symbolic too.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,13 +16,20 @@
 //! ```
 
 pub mod fp16;
+pub mod frcnn;
+pub mod frcnn_backbone;
+pub mod frcnn_heads;
+pub mod frcnn_rpn;
 pub mod graph;
+pub mod ops;
+pub mod ops_detect;
 pub mod proto;
 pub mod qdq;
 pub mod yolo;
 
 use std::path::PathBuf;
 
+pub use frcnn::{FRCNN_OUTPUTS, export_frcnn};
 pub use graph::{Dim, GraphBuilder, IR_VERSION, OPSET, PRODUCER, Value, save};
 pub use yolo::{YoloTrace, export_yolo, trace_yolo};
 
