@@ -3,6 +3,8 @@
 //! phantoms, the bundle gains `model.int8.onnx`, `calibration.cache` (TensorRT's format, read
 //! back) and `calibration.json` (verifiable), the manifest records the check, the bundle
 //! still verifies, and `fracture predict --bundle --backend ort` then runs the INT8 model.
+//! The run asks for `--auto-keep-float 2`: the sensitivity ranking is reported and its two
+//! worst layers stay float in every method's model.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -57,6 +59,10 @@ fn int8_keeps_map50_within_003_and_lands_in_the_bundle() {
         &t("split.json"),
         "--images",
         "96",
+        "--auto-keep-float",
+        "2",
+        "--sensitivity-images",
+        "4",
         "--out",
         &t("report"),
     ]);
@@ -73,6 +79,24 @@ fn int8_keeps_map50_within_003_and_lands_in_the_bundle() {
     let methods: Vec<&str> =
         report["int8"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
     assert_eq!(methods.len(), 3, "{methods:?}");
+    // The sensitivity analysis: every quantisable Conv ranked, the two worst kept float in
+    // every method's model (next to the DFL projection), and the table in the Markdown.
+    let sens = &report["sensitivity"];
+    let ranking = sens["ranking"].as_array().unwrap();
+    assert!(ranking.len() > 80, "{} ranked", ranking.len());
+    assert_eq!(sens["images"].as_array().unwrap().len(), 4);
+    let auto: Vec<&str> =
+        sens["auto_kept_float"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let top: Vec<&str> = ranking[..2].iter().map(|l| l["conv"].as_str().unwrap()).collect();
+    assert_eq!(auto, top);
+    for m in report["int8"].as_array().unwrap() {
+        let kept: Vec<&str> =
+            m["kept_float"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert!(auto.iter().all(|c| kept.contains(c)), "{kept:?}");
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(m["quantized_convs"].as_u64().unwrap() as usize, ranking.len() - 2);
+    }
+    assert!(out.contains("## INT8 sensitivity") && out.contains(top[0]), "{out}");
     let chosen = &report["int8"][report["chosen"].as_u64().unwrap() as usize];
     let int8 = chosen["score"]["map50"].as_f64().unwrap();
     println!(

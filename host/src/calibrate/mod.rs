@@ -15,10 +15,16 @@
 //!    (the image manifest); the manifest records the check (`int8`), which the device's
 //!    `auto` backend reads: INT8 runs only when the mAP50 drop is within `--max-drop`.
 //!
+//! Convolutions named in `--keep-float` (and the DFL projection) stay float; with
+//! `--auto-keep-float N`, a [`sensitivity`] analysis between steps 2 and 3 ranks the others by
+//! how much quantising each alone moves the FP32 output on a few calibration images, and the
+//! N most damaging stay float too (in every method's model, recorded in the report).
+//!
 //! [`qdq`]: fracture_models::onnx::qdq
 //! [`fp16`]: fracture_models::onnx::fp16
 
 pub mod report;
+pub mod sensitivity;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,8 +37,8 @@ use fracture_models::nms::NmsConfig;
 use fracture_models::onnx::proto::ModelProto;
 use fracture_models::onnx::qdq::{QdqOptions, quantize};
 use fracture_models::onnx::{fp16, trace_yolo};
-use fracture_models::pixels::read_gray;
-use fracture_models::tensor::batch_from_gray;
+use fracture_models::pixels::{GrayF32, read_gray};
+use fracture_models::tensor::{batch_from_gray, nchw_from_gray};
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
 use fracture_runtime::backend::ONNX_INT8;
 use fracture_runtime::{OrtOptions, YoloOrt};
@@ -43,7 +49,8 @@ use crate::dataset::Dataset;
 use crate::eval::split::{self, SplitName};
 use crate::eval::{EvalError, SplitScore, score};
 
-pub use report::{CalibrationReport, MethodScore};
+pub use report::{CalibrationReport, MethodScore, SensitivityReport};
+pub use sensitivity::SensitivityError;
 
 /// The bundle's TensorRT calibration cache.
 pub const CACHE: &str = "calibration.cache";
@@ -64,6 +71,8 @@ pub enum CalibrateError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
+    #[error("INT8 sensitivity analysis: {0}")]
+    Sensitivity(#[from] SensitivityError),
     #[error("the calibration split has no images")]
     NoImages,
     #[error("{path}: {message}")]
@@ -93,6 +102,11 @@ pub struct CalibrateRequest<'a> {
     pub methods: Vec<Method>,
     /// Conv node or output names kept in float.
     pub keep_float: BTreeSet<String>,
+    /// Also keep float this many convolutions the sensitivity analysis ranks most
+    /// damaging (0: no analysis).
+    pub auto_keep_float: usize,
+    /// Calibration images the sensitivity analysis runs (fractured ones first).
+    pub sensitivity_images: usize,
     /// The largest mAP50 drop (FP32 − INT8) accepted for the device to run INT8.
     pub max_drop: f64,
     pub trt_version: TrtVersion,
@@ -109,6 +123,16 @@ fn spaced(indices: &[usize], count: usize) -> Vec<usize> {
         return indices.to_vec();
     }
     (0..count).map(|k| indices[k * indices.len() / count]).collect()
+}
+
+/// `count` picks out of a list of images flagged fractured or not: fractured ones first
+/// (evenly spaced), the rest filled in evenly from the others; in list order.
+fn fractured_first(fractured: &[bool], count: usize) -> Vec<usize> {
+    let (yes, no): (Vec<usize>, Vec<usize>) = (0..fractured.len()).partition(|&i| fractured[i]);
+    let mut out = spaced(&yes, count);
+    out.extend(spaced(&no, count - out.len()));
+    out.sort_unstable();
+    out
 }
 
 /// Runs the calibration (see the module doc).
@@ -180,9 +204,52 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
         }
     }
 
-    // Scoring: FP32, FP16 and each INT8 model through ONNX Runtime on the evaluation split.
+    let calibrated = calibrators
+        .into_iter()
+        .map(|c| Ok((c.method(), c.finish()?)))
+        .collect::<Result<Vec<_>, CalibrationError>>()?;
+
     let onnx_path = bundle.dir.join(MODEL_ONNX);
     let proto = read_model(&onnx_path)?;
+    let mut keep = req.keep_float.clone();
+    // The DFL projection (a fixed 0..15 expectation) gains nothing from INT8 and loses box
+    // precision: it stays float unless named otherwise.
+    keep.extend(dfl_convs(&proto));
+    // Sensitivity: the layers INT8 hurts most, by the first method's ranges.
+    let sensitivity = match calibrated.first() {
+        Some((method, amax)) if req.auto_keep_float > 0 => {
+            let chosen = fractured_first(
+                &listed.iter().map(|(_, f)| *f).collect::<Vec<_>>(),
+                req.sensitivity_images.max(1),
+            );
+            let mut data = Vec::new();
+            for &i in &chosen {
+                data.extend(nchw_from_gray(&letterboxed(&paths[i], m.imgsz)?));
+            }
+            let batch = sensitivity::Batch { data, batch: chosen.len() };
+            let s = sensitivity::analyse(&proto, amax, &batch, &keep, &req.ort, true)?;
+            let auto = s.top(req.auto_keep_float);
+            eprintln!(
+                "INT8 sensitivity: {} layer(s) on {} image(s) in {:.1} s; kept float: {}",
+                s.ranking.len(),
+                s.images,
+                s.seconds,
+                auto.join(", ")
+            );
+            keep.extend(auto.iter().cloned());
+            Some(SensitivityReport {
+                method: method.to_string(),
+                images: chosen.iter().map(|&i| listed[i].0.clone()).collect(),
+                seconds: s.seconds,
+                auto_keep_float: req.auto_keep_float,
+                auto_kept_float: auto,
+                ranking: s.ranking,
+            })
+        }
+        _ => None,
+    };
+
+    // Scoring: FP32, FP16 and each INT8 model through ONNX Runtime on the evaluation split.
     let nms = NmsConfig { conf: 0.001, iou: 0.7, max_det: 300, ..NmsConfig::default() };
     let score_file = |file: &Path, tag: &str| -> Result<SplitScore, CalibrateError> {
         eprintln!(
@@ -200,16 +267,10 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
     save(&half, &fp16_path)?;
     let fp16 = score_file(&fp16_path, "fp16")?;
 
-    let mut keep = req.keep_float.clone();
-    // The DFL projection (a fixed 0..15 expectation) gains nothing from INT8 and loses box
-    // precision: it stays float unless named otherwise.
-    keep.extend(dfl_convs(&proto));
-    let opts = QdqOptions { keep_float: keep };
+    let opts = QdqOptions { keep_float: keep, only: None };
     let mut int8 = Vec::new();
     let mut amaxes = Vec::new();
-    for cal in calibrators {
-        let method = cal.method();
-        let amax = cal.finish()?;
+    for (method, amax) in calibrated {
         let (qmodel, summary) =
             quantize(&proto, &amax, &opts).map_err(|e| model_err("Q/DQ")(e.to_string()))?;
         let tag = method_tag(method);
@@ -248,6 +309,7 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
         fp16,
         int8,
         chosen: best,
+        sensitivity,
         written: Vec::new(),
     };
     if let (true, Some(i)) = (req.write, best) {
@@ -293,9 +355,7 @@ fn observe_image(
     pass: usize,
 ) -> Result<(), CalibrateError> {
     let img_err = |message: String| CalibrateError::Image { path: path.to_path_buf(), message };
-    let img = read_gray(path).map_err(|e| img_err(e.to_string()))?;
-    let lb = Letterbox::square(img.width, img.height, imgsz);
-    let x = batch_from_gray(&[lb.apply(&img)]).map_err(|e| img_err(e.to_string()))?;
+    let x = batch_from_gray(&[letterboxed(path, imgsz)?]).map_err(|e| img_err(e.to_string()))?;
     let trace =
         tch::no_grad(|| trace_yolo(predictor.model(), &x)).map_err(|e| img_err(e.to_string()))?;
     let weights: HashSet<&str> = trace
@@ -318,6 +378,13 @@ fn observe_image(
     Ok(())
 }
 
+/// A calibration image letterboxed into the `imgsz` square the export takes.
+fn letterboxed(path: &Path, imgsz: u32) -> Result<GrayF32, CalibrateError> {
+    let img = read_gray(path)
+        .map_err(|e| CalibrateError::Image { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(Letterbox::square(img.width, img.height, imgsz).apply(&img))
+}
+
 fn read_model(path: &Path) -> Result<ModelProto, CalibrateError> {
     use prost::Message;
     let bytes = std::fs::read(path)
@@ -332,7 +399,7 @@ fn save(model: &ModelProto, path: &Path) -> Result<(), CalibrateError> {
 }
 
 /// The output names of the DFL projection convolutions (`*.dfl.conv`).
-fn dfl_convs(model: &ModelProto) -> Vec<String> {
+pub fn dfl_convs(model: &ModelProto) -> Vec<String> {
     model
         .graph
         .iter()
@@ -354,7 +421,7 @@ fn method_tag(m: Method) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::spaced;
+    use super::{fractured_first, spaced};
 
     #[test]
     fn calibration_images_are_spread_over_the_split() {
@@ -362,5 +429,15 @@ mod tests {
         assert_eq!(spaced(&all, 4), vec![0, 2, 5, 7]);
         assert_eq!(spaced(&all, 20), all);
         assert!(spaced(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn sensitivity_images_prefer_fractures() {
+        let f = [false, true, false, false, true, false, true, false];
+        assert_eq!(fractured_first(&f, 2), vec![1, 4]);
+        // All three fractured, then two of the others, evenly spaced; in list order.
+        assert_eq!(fractured_first(&f, 5), vec![0, 1, 3, 4, 6]);
+        assert_eq!(fractured_first(&f, 20), (0..8).collect::<Vec<_>>());
+        assert_eq!(fractured_first(&[false, false], 1), vec![0]);
     }
 }

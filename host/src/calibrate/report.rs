@@ -1,12 +1,17 @@
 //! What `fracture calibrate` found: the accuracy of FP32, FP16 and each INT8 method on the
-//! evaluation split, the calibration set, and what was written — as JSON and as a table.
+//! evaluation split, the calibration set, the per-layer INT8 sensitivity (when asked for), and
+//! what was written — as JSON and as a table.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::sensitivity::LayerSensitivity;
 use crate::eval::SplitScore;
+
+/// Rows of the sensitivity ranking the Markdown report shows (the JSON has them all).
+const RANKING_ROWS: usize = 10;
 
 /// One calibration method's INT8 (Q/DQ) model, scored.
 #[derive(Debug, Clone, Serialize)]
@@ -19,10 +24,27 @@ pub struct MethodScore {
     /// Whether the drop is within the allowed one.
     pub passed: bool,
     pub quantized_convs: usize,
-    /// Conv outputs left in float (by name, or the DFL projection).
+    /// Conv outputs left in float (by name, by the sensitivity analysis, or the DFL
+    /// projection): with the calibration cache, what reproduces this model.
     pub kept_float: Vec<String>,
     /// The Q/DQ model scored (in the report folder).
     pub model: PathBuf,
+}
+
+/// The per-layer sensitivity analysis (`--auto-keep-float`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SensitivityReport {
+    /// The calibration method whose ranges were used (the first `--method`).
+    pub method: String,
+    /// The calibration images run, relative to the dataset root.
+    pub images: Vec<PathBuf>,
+    pub seconds: f64,
+    /// `--auto-keep-float`.
+    pub auto_keep_float: usize,
+    /// The convolutions (output names) kept float because they ranked most damaging.
+    pub auto_kept_float: Vec<String>,
+    /// Every quantisable Conv, most damaging first.
+    pub ranking: Vec<LayerSensitivity>,
 }
 
 /// The whole report (`calibration-report.json`).
@@ -44,6 +66,8 @@ pub struct CalibrationReport {
     pub int8: Vec<MethodScore>,
     /// Index into `int8` of the model chosen (best mAP50).
     pub chosen: Option<usize>,
+    /// The sensitivity analysis, when `--auto-keep-float` asked for one.
+    pub sensitivity: Option<SensitivityReport>,
     /// Files written into the bundle.
     pub written: Vec<String>,
 }
@@ -85,6 +109,54 @@ impl CalibrationReport {
                 verdict.push_str(" (chosen)");
             }
             row(&mut s, &format!("INT8 {}", m.method), &m.score, &verdict);
+        }
+        if let Some(kept) = self.int8.first().map(|m| &m.kept_float).filter(|k| !k.is_empty()) {
+            let _ = writeln!(
+                s,
+                "\nKept float in the INT8 models ({}): {}.",
+                kept.len(),
+                kept.join(", ")
+            );
+        }
+        if let Some(sens) = &self.sensitivity {
+            let _ = writeln!(
+                s,
+                "\n## INT8 sensitivity\n\nEach convolution quantised alone ({} ranges) on {} \
+                 calibration image(s), its output compared with FP32's ({:.1} s): damage = \
+                 background score error + confident-anchor score error + size-relative box \
+                 error. Kept float automatically (--auto-keep-float {}): {}.\n",
+                sens.method,
+                sens.images.len(),
+                sens.seconds,
+                sens.auto_keep_float,
+                if sens.auto_kept_float.is_empty() {
+                    "none".to_string()
+                } else {
+                    sens.auto_kept_float.join(", ")
+                }
+            );
+            let _ = writeln!(s, "| rank | conv | damage | background | score | boxes | kept |");
+            let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---|");
+            for (i, l) in sens.ranking.iter().take(RANKING_ROWS).enumerate() {
+                let kept = if sens.auto_kept_float.contains(&l.conv) { "float" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.5} | {:.5} | {:.5} | {:.5} | {kept} |",
+                    i + 1,
+                    l.conv,
+                    l.damage,
+                    l.background,
+                    l.score,
+                    l.boxes
+                );
+            }
+            if sens.ranking.len() > RANKING_ROWS {
+                let _ = writeln!(
+                    s,
+                    "\n({} more in calibration-report.json.)",
+                    sens.ranking.len() - RANKING_ROWS
+                );
+            }
         }
         if !self.written.is_empty() {
             let _ = writeln!(

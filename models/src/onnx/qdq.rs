@@ -9,7 +9,8 @@
 //! name (the float Conv result is renamed `<name>/float`), so the graph's consumers and the
 //! calibration statistics, both keyed by the original names, are untouched. Convolutions
 //! named in [`QdqOptions::keep_float`] (by node name or output name) stay in float: the knob
-//! for layers that cost small-object accuracy.
+//! for layers that cost small-object accuracy. [`QdqOptions::only`] quantises just the
+//! convolutions it names (the per-layer sensitivity analysis of `fracture calibrate`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -39,6 +40,18 @@ pub enum QdqError {
 pub struct QdqOptions {
     /// Conv node names or output tensor names kept in float.
     pub keep_float: BTreeSet<String>,
+    /// When set, only the convolutions named here (node or output name) are quantised; every
+    /// other one stays float (and is listed in [`QdqSummary::kept_float`]). `keep_float` still
+    /// wins over it.
+    pub only: Option<BTreeSet<String>>,
+}
+
+impl QdqOptions {
+    /// Whether the Conv node `name` with output `out` stays float.
+    fn keeps_float(&self, name: &str, out: &str) -> bool {
+        let named = |set: &BTreeSet<String>| set.contains(name) || set.contains(out);
+        named(&self.keep_float) || self.only.as_ref().is_some_and(|only| !named(only))
+    }
 }
 
 /// What [`quantize`] did.
@@ -162,7 +175,7 @@ pub fn quantize(
             nodes.push(n.clone());
             continue;
         }
-        if opts.keep_float.contains(&name) || opts.keep_float.contains(&out) {
+        if opts.keeps_float(&name, &out) {
             summary.kept_float.push(out);
             nodes.push(n.clone());
             continue;
@@ -329,6 +342,55 @@ mod tests {
         let s = by("x/scale").raw_data.unwrap();
         assert_eq!(f32::from_le_bytes([s[0], s[1], s[2], s[3]]), 1.27f32 / 127.0);
         assert_eq!(by("w/zero_point").data_type, Some(INT8));
+    }
+
+    #[test]
+    fn only_quantises_the_named_convs() {
+        use crate::onnx::proto::GraphProto;
+        // x -> a -> b -> c, three 1x1 convs.
+        let conv = |n: &str, x: &str| NodeProto {
+            input: vec![x.into(), format!("{n}.w")],
+            output: vec![format!("{n}.out")],
+            name: Some(n.into()),
+            op_type: Some("Conv".into()),
+            ..NodeProto::default()
+        };
+        let g = GraphProto {
+            node: vec![conv("a", "x"), conv("b", "a.out"), conv("c", "b.out")],
+            initializer: ["a", "b", "c"]
+                .iter()
+                .map(|n| f32_tensor(&format!("{n}.w"), vec![1, 1, 1, 1], &[0.5]))
+                .collect(),
+            ..GraphProto::default()
+        };
+        let model = ModelProto { graph: Some(g), ..ModelProto::default() };
+        let amax: BTreeMap<String, f32> =
+            ["x", "a.out", "b.out", "c.out"].iter().map(|n| (n.to_string(), 1.0)).collect();
+        // By node name or by output name; the others are listed as float.
+        for name in ["b", "b.out"] {
+            let opts =
+                QdqOptions { only: Some([name.to_string()].into()), ..QdqOptions::default() };
+            let (q, summary) = quantize(&model, &amax, &opts).unwrap();
+            assert_eq!(summary.quantized, vec!["b.out".to_string()], "{name}");
+            assert_eq!(summary.kept_float, vec!["a.out".to_string(), "c.out".to_string()]);
+            let g = q.graph.unwrap();
+            // Its input gets its own Q/DQ pair (its producer is float), and its output one.
+            let qs: Vec<&str> = g
+                .node
+                .iter()
+                .filter(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
+                .filter_map(|n| n.input.first().map(String::as_str))
+                .collect();
+            assert_eq!(qs, vec!["a.out", "b.out/float"]);
+        }
+        // keep_float wins over only.
+        let opts = QdqOptions {
+            keep_float: ["b".to_string()].into(),
+            only: Some(["b".to_string()].into()),
+        };
+        let (_, summary) = quantize(&model, &amax, &opts).unwrap();
+        assert!(summary.quantized.is_empty());
+        assert_eq!(summary.kept_float.len(), 3);
     }
 
     #[test]
