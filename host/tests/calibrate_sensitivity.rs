@@ -13,13 +13,13 @@
 //!    far more than keeping the least sensitive Conv does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
 use fracture_calibration::{Calibrator, Method};
-use fracture_host::calibrate::dfl_convs;
 use fracture_host::calibrate::sensitivity::{Batch, Damage, analyse, candidates, damage};
+use fracture_host::calibrate::{dfl_convs, for_each_activation};
 use fracture_host::synth::{SynthConfig, generate};
 use fracture_models::letterbox::Letterbox;
 use fracture_models::onnx::proto::ModelProto;
@@ -30,7 +30,6 @@ use fracture_models::tensor::{batch_from_gray, nchw_from_gray};
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
 use fracture_runtime::ort_model::OutputData;
 use fracture_runtime::{OrtModel, OrtOptions};
-use tch::Kind;
 
 /// The demo model's training size.
 const SIZE: u32 = 256;
@@ -75,20 +74,7 @@ fn calibrate(predictor: &YoloPredictor, images: &[GrayF32]) -> BTreeMap<String, 
     for img in images {
         let x = batch_from_gray(std::slice::from_ref(img)).unwrap();
         let trace = tch::no_grad(|| trace_yolo(predictor.model(), &x)).unwrap();
-        let weights: HashSet<&str> = trace
-            .model
-            .graph
-            .iter()
-            .flat_map(|g| &g.initializer)
-            .filter_map(|t| t.name.as_deref())
-            .collect();
-        for (name, t) in &trace.values {
-            if weights.contains(name.as_str()) || t.kind() != Kind::Float {
-                continue;
-            }
-            let values: Vec<f32> = Vec::try_from(t.contiguous().view(-1)).unwrap();
-            cal.observe(name, &values).unwrap();
-        }
+        for_each_activation(&trace, |name, values| cal.observe(name, values)).unwrap();
     }
     if !cal.is_complete() {
         cal.end_pass().unwrap();

@@ -33,6 +33,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod peers;
+#[path = "peers/spread.rs"]
+mod spread;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -40,6 +42,7 @@ use std::time::Instant;
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnDetections};
 use fracture_models::onnx::{export_frcnn, save};
 use peers::max_abs;
+use spread::{channels, rescale};
 use tch::{Device, Kind, Tensor, nn};
 
 /// Absolute tolerance on detection scores (probabilities), as the issue asks (measured between
@@ -143,11 +146,6 @@ fn random_model(case: &Case) -> (nn::VarStore, FasterRcnn) {
         let batch = model.transform.batch(&list, Device::Cpu).unwrap();
         let features = model.features(&batch, false);
         let (logits, deltas) = model.rpn.head.forward(&features);
-        let channels = |ts: &[Tensor]| {
-            let rows: Vec<Tensor> =
-                ts.iter().map(|t| t.transpose(0, 1).flatten(1, -1).transpose(0, 1)).collect();
-            Tensor::cat(&rows, 0)
-        };
         rescale(&vars, "rpn.head.cls_logits", &channels(&logits), 8.0);
         rescale(&vars, "rpn.head.bbox_pred", &channels(&deltas), 1.0);
         let (props, _) = model.rpn.forward(&features, &batch, false).unwrap();
@@ -158,25 +156,6 @@ fn random_model(case: &Case) -> (nn::VarStore, FasterRcnn) {
         rescale(&vars, "roi_heads.box_predictor.bbox_pred", &reg, 3.0);
     });
     (vs, model)
-}
-
-/// Rescales layer `name` (`weight [C, ...]`, `bias [C]`) whose outputs were `seen` `[N, C]`.
-fn rescale(
-    vars: &std::collections::HashMap<String, Tensor>,
-    name: &str,
-    seen: &Tensor,
-    target: f64,
-) {
-    let mean = seen.mean_dim(0, false, Kind::Float);
-    let dev = (seen - &mean).abs().amax(0, false).clamp_min(1e-12);
-    let scale = dev.reciprocal() * (0.8 * target);
-    let mut w = vars[&format!("{name}.weight")].shallow_clone();
-    let mut b = vars[&format!("{name}.bias")].shallow_clone();
-    let mut shape = vec![-1i64];
-    shape.extend(vec![1; w.dim() - 1]);
-    w.copy_(&(&w * scale.view(shape.as_slice())));
-    let offset = (scale.rand_like() * 0.4 - 0.2) * target;
-    b.copy_(&((&b - mean) * scale + offset));
 }
 
 /// Our detections for one input: per image, float32 and (first input of a case) float64.

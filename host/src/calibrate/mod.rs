@@ -36,7 +36,7 @@ use fracture_models::letterbox::Letterbox;
 use fracture_models::nms::NmsConfig;
 use fracture_models::onnx::proto::ModelProto;
 use fracture_models::onnx::qdq::{QdqOptions, quantize};
-use fracture_models::onnx::{fp16, trace_yolo};
+use fracture_models::onnx::{YoloTrace, fp16, trace_yolo};
 use fracture_models::pixels::{GrayF32, read_gray};
 use fracture_models::tensor::{batch_from_gray, nchw_from_gray};
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
@@ -358,6 +358,33 @@ fn observe_image(
     let x = batch_from_gray(&[letterboxed(path, imgsz)?]).map_err(|e| img_err(e.to_string()))?;
     let trace =
         tch::no_grad(|| trace_yolo(predictor.model(), &x)).map_err(|e| img_err(e.to_string()))?;
+    for_each_activation(&trace, |name, values| {
+        for c in calibrators.iter_mut().filter(|c| c.pass() == pass && !c.is_complete()) {
+            c.observe(name, values)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        ActivationError::Calibration(e) => e.into(),
+        ActivationError::Tensor(message) => img_err(message),
+    })
+}
+
+/// Why [`for_each_activation`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error(transparent)]
+    Calibration(#[from] CalibrationError),
+    #[error("{0}")]
+    Tensor(String),
+}
+
+/// Calls `observe` with every float activation of a traced graph (weights excluded), by its
+/// ONNX tensor name: what calibration sees of one image.
+pub fn for_each_activation(
+    trace: &YoloTrace,
+    mut observe: impl FnMut(&str, &[f32]) -> Result<(), CalibrationError>,
+) -> Result<(), ActivationError> {
     let weights: HashSet<&str> = trace
         .model
         .graph
@@ -370,10 +397,8 @@ fn observe_image(
             continue;
         }
         let values: Vec<f32> = Vec::try_from(t.contiguous().view(-1))
-            .map_err(|e| img_err(format!("tensor {name}: {e}")))?;
-        for c in calibrators.iter_mut().filter(|c| c.pass() == pass && !c.is_complete()) {
-            c.observe(name, &values)?;
-        }
+            .map_err(|e| ActivationError::Tensor(format!("tensor {name}: {e}")))?;
+        observe(name, &values)?;
     }
     Ok(())
 }

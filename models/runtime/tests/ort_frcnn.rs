@@ -11,7 +11,8 @@
 //! every score is within ~1e-3 of its neighbours and the ranking would hinge on rounding.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+#[path = "../../tests/peers/spread.rs"]
+mod spread;
 
 use fracture_models::detector::Detector;
 use fracture_models::frcnn::{ARCH, FasterRcnn, FrcnnConfig, FrcnnPredictOptions, FrcnnPredictor};
@@ -19,7 +20,8 @@ use fracture_models::onnx::{export_frcnn, save};
 use fracture_models::pixels::GrayF32;
 use fracture_models::weights_file::{self, WeightsMeta};
 use fracture_runtime::{FrcnnOrt, OrtOptions};
-use tch::{Device, Kind, Tensor, nn};
+use spread::{channels, rescale};
+use tch::{Device, Tensor, nn};
 
 const SIZES: (i64, i64) = (128, 160);
 const SCORE_TOL: f64 = 1e-4;
@@ -41,28 +43,6 @@ fn image(w: u32, h: u32, seed: u32) -> GrayF32 {
         })
         .collect();
     GrayF32 { width: w, height: h, data, bit_depth: 8 }
-}
-
-/// Rescales layer `name` (`weight [C, ...]`, `bias [C]`) whose outputs were `seen` `[N, C]`:
-/// per channel, the largest deviation from the mean becomes 0.8·`target`, plus an offset.
-fn rescale(vars: &HashMap<String, Tensor>, name: &str, seen: &Tensor, target: f64) {
-    let mean = seen.mean_dim(0, false, Kind::Float);
-    let dev = (seen - &mean).abs().amax(0, false).clamp_min(1e-12);
-    let scale = dev.reciprocal() * (0.8 * target);
-    let mut w = vars[&format!("{name}.weight")].shallow_clone();
-    let mut b = vars[&format!("{name}.bias")].shallow_clone();
-    let mut shape = vec![-1i64];
-    shape.extend(vec![1; w.dim() - 1]);
-    w.copy_(&(&w * scale.view(shape.as_slice())));
-    let offset = (scale.rand_like() * 0.4 - 0.2) * target;
-    b.copy_(&((&b - mean) * scale + offset));
-}
-
-/// Per-channel rows `[N, C]` of per-level maps `[B, C, H, W]`.
-fn channels(ts: &[Tensor]) -> Tensor {
-    let rows: Vec<Tensor> =
-        ts.iter().map(|t| t.transpose(0, 1).flatten(1, -1).transpose(0, 1)).collect();
-    Tensor::cat(&rows, 0)
 }
 
 #[test]
