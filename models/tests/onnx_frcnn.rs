@@ -42,7 +42,7 @@ use std::time::Instant;
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnDetections};
 use fracture_models::onnx::{export_frcnn, save};
 use peers::max_abs;
-use spread::{channels, rescale};
+use spread::spread_heads;
 use tch::{Device, Kind, Tensor, nn};
 
 /// Absolute tolerance on detection scores (probabilities), as the issue asks (measured between
@@ -141,19 +141,7 @@ fn random_model(case: &Case) -> (nn::VarStore, FasterRcnn) {
             let _ = vars[&format!("{bn}.running_mean")].shallow_clone().uniform_(-0.1, 0.1);
             let _ = vars[&format!("{bn}.running_var")].shallow_clone().uniform_(0.8, 1.25);
         }
-        // Spread the heads' outputs: per output channel, the largest deviation from the mean
-        // seen on the calibration images becomes 0.8·target, plus an offset in ±0.2·target.
-        let batch = model.transform.batch(&list, Device::Cpu).unwrap();
-        let features = model.features(&batch, false);
-        let (logits, deltas) = model.rpn.head.forward(&features);
-        rescale(&vars, "rpn.head.cls_logits", &channels(&logits), 8.0);
-        rescale(&vars, "rpn.head.bbox_pred", &channels(&deltas), 1.0);
-        let (props, _) = model.rpn.forward(&features, &batch, false).unwrap();
-        let boxes: Vec<Tensor> = props.iter().map(|p| p.boxes.shallow_clone()).collect();
-        let f = model.roi_heads.box_features(&features, &boxes, &batch.image_sizes, false).unwrap();
-        let (cls, reg) = model.roi_heads.predict(&f);
-        rescale(&vars, "roi_heads.box_predictor.cls_score", &cls, 4.0);
-        rescale(&vars, "roi_heads.box_predictor.bbox_pred", &reg, 3.0);
+        spread_heads(&model, &vars, &list);
     });
     (vs, model)
 }

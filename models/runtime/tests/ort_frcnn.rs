@@ -20,7 +20,7 @@ use fracture_models::onnx::{export_frcnn, save};
 use fracture_models::pixels::GrayF32;
 use fracture_models::weights_file::{self, WeightsMeta};
 use fracture_runtime::{FrcnnOrt, OrtOptions};
-use spread::{channels, rescale};
+use spread::spread_heads;
 use tch::{Device, Tensor, nn};
 
 const SIZES: (i64, i64) = (128, 160);
@@ -54,17 +54,7 @@ fn onnxruntime_and_libtorch_find_the_same_fractures() {
     let vars = vs.variables();
     tch::no_grad(|| {
         let sample = [FrcnnPredictor::image_tensor(&image(150, 130, 5))];
-        let batch = model.transform.batch(&sample, Device::Cpu).unwrap();
-        let features = model.features(&batch, false);
-        let (logits, deltas) = model.rpn.head.forward(&features);
-        rescale(&vars, "rpn.head.cls_logits", &channels(&logits), 8.0);
-        rescale(&vars, "rpn.head.bbox_pred", &channels(&deltas), 1.0);
-        let (props, _) = model.rpn.forward(&features, &batch, false).unwrap();
-        let boxes: Vec<Tensor> = props.iter().map(|p| p.boxes.shallow_clone()).collect();
-        let f = model.roi_heads.box_features(&features, &boxes, &batch.image_sizes, false).unwrap();
-        let (cls, reg) = model.roi_heads.predict(&f);
-        rescale(&vars, "roi_heads.box_predictor.cls_score", &cls, 4.0);
-        rescale(&vars, "roi_heads.box_predictor.bbox_pred", &reg, 3.0);
+        spread_heads(&model, &vars, &sample);
     });
 
     // The bundle's two files: weights with our metadata, and the graph exported from them.
