@@ -47,6 +47,16 @@ pub fn roi_align(
     spatial_scale: f64,
     cfg: &RoiAlignConfig,
 ) -> Result<Tensor, FrcnnError> {
+    Ok(roi_align_nhwc(input, rois, spatial_scale, cfg)?.permute([0, 3, 1, 2]).contiguous())
+}
+
+/// [`roi_align`] with the result channels-last, as the gather makes it: `[K, ph, pw, C]`.
+fn roi_align_nhwc(
+    input: &Tensor,
+    rois: &Tensor,
+    spatial_scale: f64,
+    cfg: &RoiAlignConfig,
+) -> Result<Tensor, FrcnnError> {
     let shape = input.size();
     let &[b, c, h, w] = shape.as_slice() else {
         return Err(FrcnnError::Config(format!(
@@ -66,7 +76,7 @@ pub fn roi_align(
     let [ph, pw] = cfg.output_size;
     let k = rshape[0];
     if k == 0 {
-        return Ok(Tensor::zeros([0, c, ph, pw], (input.kind(), input.device())));
+        return Ok(Tensor::zeros([0, ph, pw, c], (input.kind(), input.device())));
     }
     let batch_index = rois.select(1, 0);
     let (lo, hi) = (batch_index.min().double_value(&[]), batch_index.max().double_value(&[]));
@@ -92,7 +102,7 @@ pub fn roi_align(
         Some(weights.view([-1])),
         false,
     ); // [K·ph·pw, C]
-    Ok(pooled.view([k, ph, pw, c]).permute([0, 3, 1, 2]).contiguous())
+    Ok(pooled.view([k, ph, pw, c]))
 }
 
 /// Sample positions along one axis for every box and bin: `[n, bins·g]`, ordered by (bin,
@@ -215,7 +225,8 @@ impl MultiScaleRoiAlign {
 
     /// Pools every box of `boxes` (one `[N_i, 4]` tensor per image, image pixels) from
     /// `features` (`[B, C, H_l, W_l]` per level; only the first `num_levels` are used), for
-    /// images of resized sizes `image_sizes` (`[h, w]`): `[sum N_i, C, ph, pw]`.
+    /// images of resized sizes `image_sizes` (`[h, w]`): `[sum N_i, C, ph, pw]`, with
+    /// channels-last strides when there are several levels (call `.contiguous()` for NCHW).
     pub fn forward(
         &self,
         features: &[Tensor],
@@ -248,16 +259,19 @@ impl MultiScaleRoiAlign {
         let levels = self.map_levels(boxes, k_min, k_max).to_device(rois.device());
         let c = x[0].size()[1];
         let [ph, pw] = self.align.output_size;
-        let mut result = Tensor::zeros([rois.size()[0], c, ph, pw], (x[0].kind(), x[0].device()));
+        // Filled channels-last (`[K, ph, pw, C]`, the gather's own layout: no transposing copy
+        // per level), returned as `[K, C, ph, pw]` with channels-last strides, the layout the
+        // box head's convolutions run fastest on.
+        let mut result = Tensor::zeros([rois.size()[0], ph, pw, c], (x[0].kind(), x[0].device()));
         for (level, (feature, &scale)) in x.iter().zip(&scales).enumerate() {
             let idx = levels.eq(level as i64).nonzero().view([-1]);
             if idx.size()[0] == 0 {
                 continue;
             }
-            let pooled = roi_align(feature, &rois.index_select(0, &idx), scale, &self.align)?;
+            let pooled = roi_align_nhwc(feature, &rois.index_select(0, &idx), scale, &self.align)?;
             result = result.index_copy(0, &idx, &pooled);
         }
-        Ok(result)
+        Ok(result.permute([0, 3, 1, 2]))
     }
 }
 

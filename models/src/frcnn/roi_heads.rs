@@ -98,8 +98,9 @@ impl BoxHead {
     /// `[R, 256, 7, 7]` -> `[R, 1024]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         // Channels-last runs oneDNN's faster convolution kernels on CPU (the four 3×3 convs
-        // over every RoI are most of the eval time); the values are the same.
-        let x = if train { x.shallow_clone() } else { crate::tensor::channels_last(x) };
+        // over every RoI are most of the eval time); the values are the same. (Pooled RoIs
+        // arrive channels-last already; training keeps torchvision's contiguous layout.)
+        let x = if train { x.contiguous() } else { crate::tensor::channels_last(x) };
         let y = self.convs.iter().fold(x, |y, c| c.forward(&y, train));
         self.fc.forward(&y.flatten(1, -1)).relu()
     }
