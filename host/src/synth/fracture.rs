@@ -10,11 +10,40 @@ use super::geometry::{Rect, Similarity, V2, clip_segment, v2};
 use super::raster::{Blob, Clip, Cut, Kind, Panel, Profile, Shape};
 
 /// The kinds of fracture drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pattern {
+    /// A thin lucent line across the shaft (hairline; hard to see at detector input sizes).
     Line,
+    /// An incomplete line from one cortex, sometimes with a buckle.
     CorticalBreak,
+    /// The bone split along a jagged line, the distal piece shifted and tilted.
     Displaced,
+}
+
+impl Pattern {
+    pub const ALL: [Pattern; 3] = [Pattern::Line, Pattern::CorticalBreak, Pattern::Displaced];
+
+    /// Share among fractures when every pattern is drawn.
+    fn share(self) -> f64 {
+        match self {
+            Pattern::Line => 0.5,
+            Pattern::CorticalBreak | Pattern::Displaced => 0.25,
+        }
+    }
+
+    /// The pattern a uniform `roll` in [0, 1) picks among `allowed` (shares renormalised);
+    /// `None` when `allowed` is empty.
+    fn pick(allowed: &[Pattern], roll: f64) -> Option<Pattern> {
+        let total: f64 = allowed.iter().map(|p| p.share()).sum();
+        let mut x = roll * total;
+        for p in allowed {
+            if x < p.share() {
+                return Some(*p);
+            }
+            x -= p.share();
+        }
+        allowed.last().copied()
+    }
 }
 
 /// One placed fracture.
@@ -47,6 +76,7 @@ pub fn place(
     panels: &mut [Panel],
     image: &Rect,
     count: usize,
+    patterns: &[Pattern],
     rng: &mut impl Rng,
 ) -> Vec<Fracture> {
     let mut placed: Vec<Fracture> = Vec::new();
@@ -66,7 +96,7 @@ pub fn place(
                 })
                 .unwrap_or(&candidates[candidates.len() - 1]);
             if let Some((fracture, edits)) =
-                attempt(&panels[chosen.panel].shapes, chosen, image, rng)
+                attempt(&panels[chosen.panel].shapes, chosen, image, patterns, rng)
                 && !placed.iter().any(|f| f.bbox.expand(2.0).intersects(&fracture.bbox))
             {
                 edits.apply(&mut panels[chosen.panel].shapes);
@@ -158,6 +188,7 @@ fn attempt(
     shapes: &[Shape],
     c: &Candidate,
     image: &Rect,
+    patterns: &[Pattern],
     rng: &mut impl Rng,
 ) -> Option<(Fracture, Edits)> {
     let Shape::Tube(bone) = &shapes[c.shape] else { return None };
@@ -167,14 +198,7 @@ fn attempt(
     let u = (bone.b - bone.a).unit();
     let n = u.perp();
     let margin = rng.random_range(3.0..7.0);
-    let roll = rng.random_range(0.0..1.0);
-    let pattern = if roll < 0.5 {
-        Pattern::Line
-    } else if roll < 0.75 {
-        Pattern::CorticalBreak
-    } else {
-        Pattern::Displaced
-    };
+    let pattern = Pattern::pick(patterns, rng.random_range(0.0..1.0))?;
 
     let mut visible = Rect::empty();
     let mut count = 0usize;

@@ -12,6 +12,8 @@
 //! [`fracture`] (fractures and their boxes), [`hardware`] (implants), [`exposure`] (from
 //! attenuation to display values), [`markers`] (burnt-in text with a bitmap font).
 
+pub use fracture::Pattern;
+
 mod anatomy;
 mod exposure;
 mod fracture;
@@ -58,6 +60,9 @@ pub struct SynthConfig {
     /// Each side is drawn uniformly from `size_min..=size_max` pixels.
     pub size_min: u32,
     pub size_max: u32,
+    /// Fracture kinds drawn (shares renormalised over those listed). All three by default;
+    /// `[Displaced]` gives conspicuous fractures, for learning tests and demos.
+    pub patterns: Vec<Pattern>,
 }
 
 impl Default for SynthConfig {
@@ -69,6 +74,7 @@ impl Default for SynthConfig {
             png16: false,
             size_min: 352,
             size_max: 480,
+            patterns: Pattern::ALL.to_vec(),
         }
     }
 }
@@ -78,6 +84,8 @@ impl Default for SynthConfig {
 pub enum SynthError {
     #[error("fractured fraction must lie in [0, 1], got {0}")]
     Fraction(f64),
+    #[error("no fracture pattern chosen: name at least one of line, cortical-break, displaced")]
+    NoPattern,
     #[error(
         "image side range {min}..={max} is invalid: need {MIN_SIDE} <= min <= max <= {MAX_SIDE}"
     )]
@@ -92,6 +100,9 @@ impl SynthConfig {
         let (min, max) = (self.size_min, self.size_max);
         if min < MIN_SIDE || max > MAX_SIDE || min > max {
             return Err(SynthError::Size { min, max });
+        }
+        if self.patterns.is_empty() {
+            return Err(SynthError::NoPattern);
         }
         Ok(())
     }
@@ -241,7 +252,7 @@ fn compose(config: &SynthConfig, index: usize, rng: &mut impl Rng) -> Scene {
         .collect();
 
     let count = if wants_fracture { 1 + pick(&COUNT_WEIGHTS, rng) } else { 0 };
-    let fractures = fracture::place(&mut panels, &image, count, rng);
+    let fractures = fracture::place(&mut panels, &image, count, &config.patterns, rng);
     let boxes: Vec<Rect> = fractures.iter().map(|f| f.bbox).collect();
     let prefer = fractures.first().filter(|_| rng.random_bool(0.6)).map(|f| (f.panel, f.bone));
     let hardware = wants_hardware && hardware::add(&mut panels, prefer, &boxes, rng);
@@ -424,5 +435,26 @@ mod tests {
         let bad = SynthConfig { size_min: 500, size_max: 400, ..SynthConfig::default() };
         assert!(matches!(bad.validate(), Err(SynthError::Size { .. })));
         assert!(SynthConfig::default().validate().is_ok());
+        let none = SynthConfig { patterns: Vec::new(), ..SynthConfig::default() };
+        assert_eq!(none.validate(), Err(SynthError::NoPattern));
+    }
+
+    #[test]
+    fn chosen_patterns_are_the_only_ones_drawn() {
+        let count = |config: &SynthConfig, pattern: Pattern| {
+            (0..40)
+                .map(|index| {
+                    let scene = compose(config, index, &mut image_rng(config.seed, index));
+                    scene.fractures.iter().filter(|f| f.pattern == pattern).count()
+                })
+                .sum::<usize>()
+        };
+        let all = small(13, 1.0);
+        for p in Pattern::ALL {
+            assert!(count(&all, p) > 0, "{p:?} never drawn by default");
+        }
+        let displaced = SynthConfig { patterns: vec![Pattern::Displaced], ..all };
+        assert!(count(&displaced, Pattern::Displaced) >= 35);
+        assert_eq!(count(&displaced, Pattern::Line) + count(&displaced, Pattern::CorticalBreak), 0);
     }
 }
