@@ -666,8 +666,7 @@ impl<A: Analyzer> Worker<A> {
     /// Commits the job analysed last, if any.
     fn commit_pending(&mut self) -> Result<(), WorkerError> {
         let Some(f) = self.finished.take() else { return Ok(()) };
-        let books = Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats };
-        commit_finished(books, &self.telemetry, f)
+        commit_finished(self.books(), &self.telemetry, f)
     }
 
     /// Claims one job and analyses it, committing the previous job meanwhile; the new job's
@@ -895,13 +894,17 @@ impl<A: Analyzer> Worker<A> {
 
     /// Moves a job's file out of capture/ and records where it went (see [`Books::dispose`]).
     fn dispose(&mut self, job_id: i64, path: &Path, reason: Option<&str>) {
-        Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats }
-            .dispose(job_id, path, reason);
+        self.books().dispose(job_id, path, reason);
     }
 
     fn move_failed(&mut self, job_id: Option<i64>, path: &Path, e: &std::io::Error) {
+        self.books().move_failed(job_id, path, e);
+    }
+
+    /// The record keeping a committed or disposed job touches. (`process_one` borrows the
+    /// fields one by one instead, because the analyzer is in use at the same time.)
+    fn books(&mut self) -> Books<'_> {
         Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats }
-            .move_failed(job_id, path, e);
     }
 }
 

@@ -270,15 +270,18 @@ pub(super) fn proposals(
         let name = format!("rpn.level{l}");
         let mut t = f.clone();
         for (i, (w, b, k, pad, relu)) in convs.iter().enumerate() {
-            t = g.conv_shared(&format!("{name}.conv{i}"), &t, w, b.as_ref(), *k, 1, *pad)?;
+            t =
+                g.conv_shared(&format!("{name}.conv{i}"), &t, w, b.as_ref(), [*k, *k], 1, *pad, 1)?;
             if *relu {
                 t = g.relu(&format!("{name}.conv{i}.relu"), &t)?;
             }
         }
         let (w, b, k, pad) = &last[0];
-        let obj = g.conv_shared(&format!("{name}.cls_logits"), &t, w, b.as_ref(), *k, 1, *pad)?;
+        let obj =
+            g.conv_shared(&format!("{name}.cls_logits"), &t, w, b.as_ref(), [*k, *k], 1, *pad, 1)?;
         let (w, b, k, pad) = &last[1];
-        let del = g.conv_shared(&format!("{name}.bbox_pred"), &t, w, b.as_ref(), *k, 1, *pad)?;
+        let del =
+            g.conv_shared(&format!("{name}.bbox_pred"), &t, w, b.as_ref(), [*k, *k], 1, *pad, 1)?;
         let a = cell.size()[0];
         // [B, A, h, w] -> [B, h·w·A]; [B, 4A, h, w] -> [B, h·w·A, 4] (permute_and_flatten).
         let obj = g.reshape0(&format!("{name}.objectness_3d"), &obj, &[0, a, -1])?;

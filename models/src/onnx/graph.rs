@@ -242,20 +242,7 @@ impl GraphBuilder {
         };
         let w = self.constant(&format!("{hint}.weight"), weight)?;
         let b = bias.map(|b| self.constant(&format!("{hint}.bias"), b)).transpose()?;
-        let mut inputs = vec![x, &w];
-        if let Some(b) = &b {
-            inputs.push(b);
-        }
-        let attrs = vec![
-            ("dilations", Attr::Ints(vec![1, 1])),
-            ("group", Attr::Int(groups)),
-            ("kernel_shape", Attr::Ints(vec![kh, kw])),
-            ("pads", Attr::Ints(vec![pad, pad, pad, pad])),
-            ("strides", Attr::Ints(vec![stride, stride])),
-        ];
-        self.node1("Conv", hint, &inputs, attrs, |xs| {
-            xs[0].conv2d(xs[1], xs.get(2).copied(), stride, pad, 1, groups)
-        })
+        self.conv_shared(hint, x, &w, b.as_ref(), [kh, kw], stride, pad, groups)
     }
 
     /// `Gemm`: `x` `[N, in]` times the constant `weight` `[out, in]` transposed, plus `bias`
@@ -275,7 +262,8 @@ impl GraphBuilder {
     }
 
     /// `Conv` with weight (and bias) given as values, so several convolutions share one
-    /// initializer (the RPN head runs on every FPN level): square kernel `k`, stride, padding.
+    /// initializer (the RPN head runs on every FPN level): `kernel` `[kh, kw]`, square stride,
+    /// symmetric padding, `groups`.
     #[allow(clippy::too_many_arguments)]
     pub fn conv_shared(
         &mut self,
@@ -283,9 +271,10 @@ impl GraphBuilder {
         x: &Value,
         weight: &Value,
         bias: Option<&Value>,
-        k: i64,
+        kernel: [i64; 2],
         stride: i64,
         pad: i64,
+        groups: i64,
     ) -> Result<Value, OnnxError> {
         let mut inputs = vec![x, weight];
         if let Some(b) = bias {
@@ -293,13 +282,13 @@ impl GraphBuilder {
         }
         let attrs = vec![
             ("dilations", Attr::Ints(vec![1, 1])),
-            ("group", Attr::Int(1)),
-            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("group", Attr::Int(groups)),
+            ("kernel_shape", Attr::Ints(kernel.to_vec())),
             ("pads", Attr::Ints(vec![pad, pad, pad, pad])),
             ("strides", Attr::Ints(vec![stride, stride])),
         ];
         self.node1("Conv", hint, &inputs, attrs, |xs| {
-            xs[0].conv2d(xs[1], xs.get(2).copied(), stride, pad, 1, 1)
+            xs[0].conv2d(xs[1], xs.get(2).copied(), stride, pad, 1, groups)
         })
     }
 
