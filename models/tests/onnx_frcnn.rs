@@ -40,7 +40,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnDetections};
-use fracture_models::onnx::{export_frcnn, save};
+use fracture_models::onnx::{export_frcnn, save, trace_frcnn};
 use peers::max_abs;
 use spread::spread_heads;
 use tch::{Device, Kind, Tensor, nn};
@@ -178,6 +178,9 @@ fn frcnn_export_matches_checker_and_onnxruntime() {
         for (k, &(suffix, b, h, w)) in case.inputs.iter().enumerate() {
             let x = Tensor::rand([b, 3, h, w], (Kind::Float, Device::Cpu));
             let ours = eval(&mut model, &x);
+            if k == 0 {
+                check_trace(case, &model, &names, &x, &ours);
+            }
             // The same network in float64: the exact maths both float32 forwards round.
             let exact = (k == 0).then(|| {
                 vs.double();
@@ -263,6 +266,37 @@ fn frcnn_export_matches_checker_and_onnxruntime() {
     }
     assert!(padded_rows > 0, "no image has fewer detections than rows: padding untested");
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// The traced graph (`trace_frcnn`: every ONNX op computed with libtorch, NonMaxSuppression
+/// and RoiAlign included, as INT8 calibration observes it) gives our eval forward's detections,
+/// and every NonMaxSuppression and RoiAlign output has a traced value.
+fn check_trace(
+    case: &Case,
+    model: &FasterRcnn,
+    names: &[String],
+    x: &Tensor,
+    ours: &[FrcnnDetections],
+) {
+    let trace = trace_frcnn(model, names, x).unwrap();
+    for (i, det) in ours.iter().enumerate() {
+        let rows = Rows {
+            boxes: trace.value("boxes").unwrap().get(i as i64),
+            scores: trace.value("scores").unwrap().get(i as i64),
+            labels: trace.value("labels").unwrap().get(i as i64),
+        };
+        rows.check(&format!("{} traced image {i}", case.name), det, case.detections, BOX_TOL);
+    }
+    let mut detection_ops = 0;
+    for n in trace.model.graph.iter().flat_map(|g| &g.node) {
+        if matches!(n.op_type.as_deref(), Some("NonMaxSuppression" | "RoiAlign")) {
+            let out = &n.output[0];
+            assert!(trace.value(out).is_some_and(|t| t.numel() > 0), "{out} not traced");
+            detection_ops += 1;
+        }
+    }
+    // Five RPN levels' NMS, four RoiAlign levels, the final NMS.
+    assert!(detection_ops >= 10, "{detection_ops} NMS/RoiAlign nodes");
 }
 
 /// One image's output rows: `[D, 4]`, `[D]`, `[D]`.

@@ -95,7 +95,7 @@ fn yolo_export_matches_model_checker_and_onnxruntime() {
         // 1. The traced graph computes the model (folded convs vs conv + BN, x·σ(x) vs SiLU,
         //    softmax + 1×1 conv DFL: the same float32 maths in a different order).
         let trace = trace_yolo(&model, &x).unwrap();
-        let traced = trace.output().unwrap();
+        let traced = trace.value("output0").unwrap();
         check("traced graph vs model", case.name, traced, &ours);
         // Every node output and the input are traced under their ONNX names.
         let graph = trace.model.graph.as_ref().unwrap();

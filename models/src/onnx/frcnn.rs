@@ -38,7 +38,7 @@
 
 use super::frcnn_heads::detections;
 use super::frcnn_rpn::{ImageInfo, proposals};
-use super::graph::{Dim, GraphBuilder, Value};
+use super::graph::{Dim, GraphBuilder, Trace, Value};
 use super::proto::{DataType, ModelProto};
 use super::{BATCH, INPUT, OnnxError};
 use crate::frcnn::{ARCH, FasterRcnn};
@@ -56,8 +56,30 @@ pub fn export_frcnn(model: &FasterRcnn, names: &[String]) -> Result<ModelProto, 
         return Err(OnnxError::Model("class names must number num_classes - 1"));
     }
     let mut g = GraphBuilder::new("fracture-frcnn-r50-fpn-v2");
-    tch::no_grad(|| emit(&mut g, model))?;
+    tch::no_grad(|| emit(&mut g, model, None))?;
     Ok(g.to_model(&metadata(model, names)))
+}
+
+/// The graph of [`export_frcnn`] with every tensor computed on `images` (`[B, 3, h, w]`
+/// float32, resized RGB in 0..1 as the export takes it) by libtorch (see [`Trace`]): what INT8
+/// calibration observes, under the ONNX tensor names.
+pub fn trace_frcnn(
+    model: &FasterRcnn,
+    names: &[String],
+    images: &tch::Tensor,
+) -> Result<Trace, OnnxError> {
+    let s = images.size();
+    if !matches!(s.as_slice(), &[_, 3, _, _]) || images.kind() != tch::Kind::Float {
+        return Err(OnnxError::Example {
+            kind: images.kind(),
+            height: s.get(2).copied().unwrap_or(0),
+            width: s.get(3).copied().unwrap_or(0),
+            shape: s,
+        });
+    }
+    let mut g = GraphBuilder::traced("fracture-frcnn-r50-fpn-v2", images.device());
+    tch::no_grad(|| emit(&mut g, model, Some(images)))?;
+    g.into_trace(&metadata(model, names)).ok_or(OnnxError::Trace("the builder was not tracing"))
 }
 
 /// Architecture, classes, the resize rule the caller applies and the output layout.
@@ -82,7 +104,11 @@ fn metadata(model: &FasterRcnn, names: &[String]) -> Vec<(&'static str, String)>
 }
 
 /// Input, normalisation and padding, the two stages, outputs.
-fn emit(g: &mut GraphBuilder, model: &FasterRcnn) -> Result<(), OnnxError> {
+fn emit(
+    g: &mut GraphBuilder,
+    model: &FasterRcnn,
+    example: Option<&tch::Tensor>,
+) -> Result<(), OnnxError> {
     let batch = Dim::Symbolic(BATCH.to_string());
     let dims = [
         batch.clone(),
@@ -90,7 +116,7 @@ fn emit(g: &mut GraphBuilder, model: &FasterRcnn) -> Result<(), OnnxError> {
         Dim::Symbolic(HEIGHT.to_string()),
         Dim::Symbolic(WIDTH.to_string()),
     ];
-    let x = g.input(INPUT, &dims, None)?;
+    let x = g.input(INPUT, &dims, example)?;
     let t = &model.transform.cfg;
     let shape = g.shape("transform.shape", &x)?;
     let hw = g.slice("transform.image_hw", &shape, &[2], &[4], &[0])?;

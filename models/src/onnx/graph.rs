@@ -7,7 +7,7 @@
 //! Tracing contract: [`GraphBuilder::values`] maps every tensor name of the graph (inputs,
 //! initializers, every node output) to its value for the example input; values are computed
 //! eagerly in node order and kept until the builder is dropped (or taken with
-//! [`GraphBuilder::into_values`]). An untraced builder only writes the graph.
+//! [`GraphBuilder::into_trace`]). An untraced builder only writes the graph.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -70,6 +70,21 @@ pub struct GraphBuilder {
     device: Device,
 }
 
+/// A traced export: the model and the value of every tensor of its graph for the example
+/// input, keyed by ONNX tensor name (`images`, initializers, every node output, the outputs).
+#[derive(Debug)]
+pub struct Trace {
+    pub model: ModelProto,
+    pub values: HashMap<String, Tensor>,
+}
+
+impl Trace {
+    /// The traced value of the tensor `name`.
+    pub fn value(&self, name: &str) -> Option<&Tensor> {
+        self.values.get(name)
+    }
+}
+
 impl GraphBuilder {
     /// A builder that only writes the graph.
     pub fn new(name: &str) -> Self {
@@ -100,9 +115,10 @@ impl GraphBuilder {
         self.trace.as_ref()
     }
 
-    /// Takes the traced values (`None` for an untraced builder).
-    pub fn into_values(self) -> Option<HashMap<String, Tensor>> {
-        self.trace
+    /// The model and its traced values (`None` for an untraced builder).
+    pub fn into_trace(self, metadata: &[(&str, String)]) -> Option<Trace> {
+        let model = self.to_model(metadata);
+        self.trace.map(|values| Trace { model, values })
     }
 
     /// The traced value of `v` (`None` when not tracing).
@@ -318,9 +334,15 @@ impl GraphBuilder {
         self.node1("Mul", hint, &[a, b], vec![], |xs| xs[0] * xs[1])
     }
 
-    /// `Div` (broadcasting).
+    /// `Div` (broadcasting); on integers ONNX truncates towards zero, as traced here.
     pub fn div(&mut self, hint: &str, a: &Value, b: &Value) -> Result<Value, OnnxError> {
-        self.node1("Div", hint, &[a, b], vec![], |xs| xs[0] / xs[1])
+        self.node1("Div", hint, &[a, b], vec![], |xs| {
+            if xs[0].is_floating_point() {
+                xs[0] / xs[1]
+            } else {
+                xs[0].divide_tensor_mode(xs[1], "trunc")
+            }
+        })
     }
 
     /// `Concat` along `axis`.

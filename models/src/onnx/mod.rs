@@ -29,9 +29,9 @@ pub mod yolo;
 
 use std::path::PathBuf;
 
-pub use frcnn::{FRCNN_OUTPUTS, export_frcnn};
-pub use graph::{Dim, GraphBuilder, IR_VERSION, OPSET, PRODUCER, Value, save};
-pub use yolo::{YoloTrace, export_yolo, trace_yolo};
+pub use frcnn::{FRCNN_OUTPUTS, export_frcnn, trace_frcnn};
+pub use graph::{Dim, GraphBuilder, IR_VERSION, OPSET, PRODUCER, Trace, Value, save};
+pub use yolo::{export_yolo, trace_yolo};
 
 /// Name of the exported graph's image input.
 pub const INPUT: &str = "images";

@@ -272,7 +272,7 @@ mod tests {
     use tch::Device;
 
     #[test]
-    fn traced_shape_ops_and_untraceable_detection_ops() {
+    fn traced_shape_and_index_ops() {
         let x = Tensor::arange(24, (Kind::Float, Device::Cpu)).view([2, 3, 4]);
         let mut g = GraphBuilder::traced("t", Device::Cpu);
         let i = g.input("x", &[], Some(&x)).unwrap();
@@ -295,8 +295,10 @@ mod tests {
         assert_eq!(ints(g.value(&idx).unwrap()), vec![2, 1, 2, 1]);
         assert_eq!(g.value(&rows).unwrap().size(), [2, 2, 4]);
         assert_eq!(g.value(&rows).unwrap().double_value(&[1, 0, 3]), 23.0);
-        let n = g.const_i64("n", &[1]).unwrap();
-        let t = g.const_f32("t", &[0.5]).unwrap();
-        assert!(g.non_max_suppression("nms", &i, &i, &n, &t, &t).is_err());
+        // Integer Div truncates towards zero, as ONNX's does.
+        let a = g.const_i64("a", &[7, -7, 6]).unwrap();
+        let b = g.const_i64("b", &[2, 2, 3]).unwrap();
+        let q = g.div("q", &a, &b).unwrap();
+        assert_eq!(ints(g.value(&q).unwrap()), vec![3, -3, 2]);
     }
 }

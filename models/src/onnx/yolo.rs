@@ -14,11 +14,9 @@
 //! `model.2.cv1.conv`, its SiLU `model.2.cv1.act`; layer outputs of Upsample/Concat are
 //! `model.i`. [`trace_yolo`] returns every tensor's value by that name.
 
-use std::collections::HashMap;
-
 use tch::{Kind, Tensor};
 
-use super::graph::{Dim, GraphBuilder, Value};
+use super::graph::{Dim, GraphBuilder, Trace, Value};
 use super::proto::{DataType, ModelProto};
 use super::{BATCH, INPUT, OnnxError};
 use crate::yolo::Yolo;
@@ -34,21 +32,6 @@ pub const OUTPUT: &str = "output0";
 /// Export sizes must be multiples of the largest stride.
 pub const SIZE_MULTIPLE: i64 = 32;
 
-/// A traced export: the model and the value of every tensor of its graph for the example
-/// input, keyed by ONNX tensor name (`images`, initializers, every node output, `output0`).
-#[derive(Debug)]
-pub struct YoloTrace {
-    pub model: ModelProto,
-    pub values: HashMap<String, Tensor>,
-}
-
-impl YoloTrace {
-    /// The traced `output0` `[B, 4 + nc, N]`.
-    pub fn output(&self) -> Option<&Tensor> {
-        self.values.get(OUTPUT)
-    }
-}
-
 /// Exports `model` for `height × width` inputs (multiples of 32) with a dynamic batch.
 pub fn export_yolo(model: &Yolo, height: i64, width: i64) -> Result<ModelProto, OnnxError> {
     check_size(height, width)?;
@@ -58,9 +41,10 @@ pub fn export_yolo(model: &Yolo, height: i64, width: i64) -> Result<ModelProto, 
 }
 
 /// Exports `model` for the spatial size of `images` (`[B, 3, H, W]` float32) and computes every
-/// tensor of the graph on `images` with libtorch (see [`YoloTrace`]). The calibration crate
+/// tensor of the graph on `images` with libtorch (see [`Trace`]; `output0` is
+/// `[B, 4 + nc, N]`). The calibration crate
 /// reads activations by their ONNX names from here.
-pub fn trace_yolo(model: &Yolo, images: &Tensor) -> Result<YoloTrace, OnnxError> {
+pub fn trace_yolo(model: &Yolo, images: &Tensor) -> Result<Trace, OnnxError> {
     let s = images.size();
     let (height, width) = match s.as_slice() {
         &[_, 3, h, w] if images.kind() == Kind::Float => (h, w),
@@ -76,9 +60,8 @@ pub fn trace_yolo(model: &Yolo, images: &Tensor) -> Result<YoloTrace, OnnxError>
     check_size(height, width)?;
     let mut g = GraphBuilder::traced("fracture-yolo11", images.device());
     tch::no_grad(|| emit(&mut g, model, height, width, Some(images)))?;
-    let proto = g.to_model(&metadata(model, height, width));
-    let values = g.into_values().ok_or(OnnxError::Trace("the builder was not tracing"))?;
-    Ok(YoloTrace { model: proto, values })
+    g.into_trace(&metadata(model, height, width))
+        .ok_or(OnnxError::Trace("the builder was not tracing"))
 }
 
 fn check_size(height: i64, width: i64) -> Result<(), OnnxError> {
