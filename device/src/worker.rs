@@ -666,7 +666,9 @@ impl<A: Analyzer> Worker<A> {
     /// Commits the job analysed last, if any.
     fn commit_pending(&mut self) -> Result<(), WorkerError> {
         let Some(f) = self.finished.take() else { return Ok(()) };
-        commit_finished(self.books(), &self.telemetry, f)
+        // Field by field: the telemetry is borrowed next to the books.
+        let books = Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats };
+        commit_finished(books, &self.telemetry, f)
     }
 
     /// Claims one job and analyses it, committing the previous job meanwhile; the new job's
@@ -901,8 +903,8 @@ impl<A: Analyzer> Worker<A> {
         self.books().move_failed(job_id, path, e);
     }
 
-    /// The record keeping a committed or disposed job touches. (`process_one` borrows the
-    /// fields one by one instead, because the analyzer is in use at the same time.)
+    /// The record keeping a disposed job touches. (`commit_pending` and `process_one` borrow
+    /// the fields one by one instead: the telemetry or the analyzer is in use at the same time.)
     fn books(&mut self) -> Books<'_> {
         Books { db: &mut self.db, disposal: &self.disposal, stats: &mut self.stats }
     }

@@ -151,7 +151,7 @@ fn int8_keeps_map50_within_003_and_lands_in_the_bundle() {
 }
 
 #[test]
-fn faster_rcnn_and_onnx_less_bundles_are_refused_clearly() {
+fn onnx_less_bundles_and_unknown_methods_are_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let b = tmp.path().join("b");
     // A bundle without model.onnx (written by hand from the demo weights).

@@ -38,6 +38,7 @@ pub fn write_phantoms(capture: &Path, count: usize, seed: u64) -> Vec<PathBuf> {
         png16: true,
         size_min: 224,
         size_max: 256,
+        ..SynthConfig::default()
     };
     let mut paths = Vec::new();
     for i in 0..count {

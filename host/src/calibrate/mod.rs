@@ -1,10 +1,11 @@
-//! `fracture calibrate`: INT8 calibration of a YOLO11 bundle, and what it costs in accuracy.
+//! `fracture calibrate`: INT8 calibration of a YOLO11 or Faster R-CNN bundle, and what it
+//! costs in accuracy.
 //!
 //! 1. Calibration images (from the training split by default) are recorded as a manifest
 //!    (paths + SHA-256, so the calibration can be reproduced), with warnings when the set is
 //!    small (< 300) or has no fractured image.
-//! 2. Each image is letterboxed exactly as on the device and run through the *traced* export
-//!    ([`fracture_models::onnx::trace_yolo`]): every activation is observed under its ONNX
+//! 2. Each image is preprocessed exactly as on the device and run through the *traced* export
+//!    ([`subject`]: YOLO letterboxed, Faster R-CNN resized): every activation is observed under its ONNX
 //!    tensor name, so the ranges found are the ranges of the graph that gets quantised.
 //!    Entropy and percentile need a second pass over the same images (max: one).
 //! 3. Per method, the bundle's `model.onnx` is rewritten with Q/DQ ([`qdq`]) and scored with
@@ -25,6 +26,7 @@
 
 pub mod report;
 pub mod sensitivity;
+pub mod subject;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,25 +34,22 @@ use std::path::{Path, PathBuf};
 use fracture_calibration::manifest::{CalibrationManifest, ManifestError};
 use fracture_calibration::{CalibrationCache, CalibrationError, Calibrator, Method, TrtVersion};
 use fracture_models::bundle::{Bundle, BundleError, Int8Check, MODEL_ONNX};
-use fracture_models::letterbox::Letterbox;
-use fracture_models::nms::NmsConfig;
 use fracture_models::onnx::proto::ModelProto;
 use fracture_models::onnx::qdq::{QdqOptions, quantize};
-use fracture_models::onnx::{YoloTrace, fp16, trace_yolo};
-use fracture_models::pixels::{GrayF32, read_gray};
-use fracture_models::tensor::{batch_from_gray, nchw_from_gray};
-use fracture_models::yolo::{PredictOptions, YoloPredictor};
+use fracture_models::onnx::{Trace, fp16};
+use fracture_models::tensor::nchw_from_gray;
+use fracture_runtime::OrtOptions;
 use fracture_runtime::backend::ONNX_INT8;
-use fracture_runtime::{OrtOptions, YoloOrt};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Kind;
 
 use crate::dataset::Dataset;
 use crate::eval::split::{self, SplitName};
-use crate::eval::{EvalError, SplitScore, score};
+use crate::eval::{EvalError, SplitScore};
 
 pub use report::{CalibrationReport, MethodScore, SensitivityReport};
 pub use sensitivity::SensitivityError;
+use subject::Subject;
 
 /// The bundle's TensorRT calibration cache.
 pub const CACHE: &str = "calibration.cache";
@@ -61,8 +60,15 @@ pub const IMAGES_MANIFEST: &str = "calibration.json";
 pub enum CalibrateError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    #[error("bundle {0}: INT8 calibration runs on YOLO11 bundles (this one is {1})")]
+    #[error(
+        "bundle {0}: INT8 calibration runs on YOLO11 and Faster R-CNN bundles (this one is {1})"
+    )]
     Arch(String, String),
+    #[error(
+        "bundle {0}: --auto-keep-float measures damage on YOLO11's output0; for Faster R-CNN \
+         name the layers to keep with --keep-float"
+    )]
+    SensitivityArch(String),
     #[error("bundle {0} has no {MODEL_ONNX}: re-export it with `fracture export`")]
     NoOnnx(String),
     #[error(transparent)]
@@ -139,12 +145,17 @@ fn fractured_first(fractured: &[bool], count: usize) -> Vec<usize> {
 pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateError> {
     let bundle = Bundle::open(req.bundle)?;
     let m = &bundle.manifest;
-    if !m.arch.starts_with("yolo11") {
+    let is_frcnn = m.arch == fracture_models::frcnn::ARCH;
+    if !(m.arch.starts_with("yolo11") || is_frcnn) {
         return Err(CalibrateError::Arch(m.bundle_id.clone(), m.arch.clone()));
     }
     if !m.files.contains_key(MODEL_ONNX) {
         return Err(CalibrateError::NoOnnx(m.bundle_id.clone()));
     }
+    if is_frcnn && req.auto_keep_float > 0 {
+        return Err(CalibrateError::SensitivityArch(m.bundle_id.clone()));
+    }
+    let onnx_path = bundle.dir.join(MODEL_ONNX);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CalibrateError::Io { path, source }
@@ -175,12 +186,7 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
     }
 
     // Observation: every float activation of the traced graph, by ONNX name.
-    let predictor = YoloPredictor::load(
-        &bundle.weights(),
-        None,
-        PredictOptions { imgsz: Some(m.imgsz), rect: false, ..PredictOptions::default() },
-    )
-    .map_err(|e| model_err(bundle.weights().display().to_string())(e.to_string()))?;
+    let subject = Subject::open(&bundle, &onnx_path, &req.ort)?;
     let mut calibrators =
         req.methods.iter().map(|&method| Calibrator::new(method)).collect::<Result<Vec<_>, _>>()?;
     let passes = calibrators.iter().map(Calibrator::passes).max().unwrap_or(1);
@@ -195,7 +201,7 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         for path in &paths {
-            observe_image(&predictor, path, m.imgsz, &mut calibrators, pass)?;
+            observe_image(&subject, path, &mut calibrators, pass)?;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -209,7 +215,6 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
         .map(|c| Ok((c.method(), c.finish()?)))
         .collect::<Result<Vec<_>, CalibrationError>>()?;
 
-    let onnx_path = bundle.dir.join(MODEL_ONNX);
     let proto = read_model(&onnx_path)?;
     let mut keep = req.keep_float.clone();
     // The DFL projection (a fixed 0..15 expectation) gains nothing from INT8 and loses box
@@ -224,7 +229,7 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
             );
             let mut data = Vec::new();
             for &i in &chosen {
-                data.extend(nchw_from_gray(&letterboxed(&paths[i], m.imgsz)?));
+                data.extend(nchw_from_gray(&subject::letterboxed(&paths[i], m.imgsz)?));
             }
             let batch = sensitivity::Batch { data, batch: chosen.len() };
             let s = sensitivity::analyse(&proto, amax, &batch, &keep, &req.ort, true)?;
@@ -250,22 +255,25 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
     };
 
     // Scoring: FP32, FP16 and each INT8 model through ONNX Runtime on the evaluation split.
-    let nms = NmsConfig { conf: 0.001, iou: 0.7, max_det: 300, ..NmsConfig::default() };
     let score_file = |file: &Path, tag: &str| -> Result<SplitScore, CalibrateError> {
         eprintln!(
             "scoring {tag} on {} ({} images) ...",
             req.eval_split.name(),
             eval_split.indices.len()
         );
-        let det = YoloOrt::open(file, m.classes.clone(), nms.clone(), &req.ort)
-            .map_err(|e| model_err(file.display().to_string())(e.to_string()))?;
-        Ok(score(&det, &ds, &eval_split, &req.out_dir.join(tag), "")?)
+        subject.score(&bundle, file, &ds, &eval_split, &req.out_dir.join(tag), &req.ort)
     };
     let fp32 = score_file(&onnx_path, "fp32")?;
-    let half = fp16::to_fp16(&proto).map_err(|e| model_err("fp16 conversion")(e.to_string()))?;
-    let fp16_path = req.out_dir.join("model.fp16.onnx");
-    save(&half, &fp16_path)?;
-    let fp16 = score_file(&fp16_path, "fp16")?;
+    // FP16 (see `CalibrationReport::fp16` for why not Faster R-CNN).
+    let fp16 = if subject.is_yolo() {
+        let half =
+            fp16::to_fp16(&proto).map_err(|e| model_err("fp16 conversion")(e.to_string()))?;
+        let fp16_path = req.out_dir.join("model.fp16.onnx");
+        save(&half, &fp16_path)?;
+        Some(score_file(&fp16_path, "fp16")?)
+    } else {
+        None
+    };
 
     let opts = QdqOptions { keep_float: keep, only: None };
     let mut int8 = Vec::new();
@@ -328,7 +336,9 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
         };
         let mut metrics = BTreeMap::new();
         metrics.insert(format!("{}.fp32.mAP50", report.eval_split), report.fp32.map50);
-        metrics.insert(format!("{}.fp16.mAP50", report.eval_split), report.fp16.map50);
+        if let Some(fp16) = &report.fp16 {
+            metrics.insert(format!("{}.fp16.mAP50", report.eval_split), fp16.map50);
+        }
         metrics.insert(format!("{}.int8.mAP50", report.eval_split), chosen.score.map50);
         metrics.insert(format!("{}.int8.mAP50-95", report.eval_split), chosen.score.map50_95);
         let files: Vec<(&str, &Path)> = vec![
@@ -348,16 +358,12 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
 
 /// Traces one calibration image and feeds its activations to the calibrators still on `pass`.
 fn observe_image(
-    predictor: &YoloPredictor,
+    subject: &Subject,
     path: &Path,
-    imgsz: u32,
     calibrators: &mut [Calibrator],
     pass: usize,
 ) -> Result<(), CalibrateError> {
-    let img_err = |message: String| CalibrateError::Image { path: path.to_path_buf(), message };
-    let x = batch_from_gray(&[letterboxed(path, imgsz)?]).map_err(|e| img_err(e.to_string()))?;
-    let trace =
-        tch::no_grad(|| trace_yolo(predictor.model(), &x)).map_err(|e| img_err(e.to_string()))?;
+    let trace = subject.trace(path)?;
     for_each_activation(&trace, |name, values| {
         for c in calibrators.iter_mut().filter(|c| c.pass() == pass && !c.is_complete()) {
             c.observe(name, values)?;
@@ -366,7 +372,9 @@ fn observe_image(
     })
     .map_err(|e| match e {
         ActivationError::Calibration(e) => e.into(),
-        ActivationError::Tensor(message) => img_err(message),
+        ActivationError::Tensor(message) => {
+            CalibrateError::Image { path: path.to_path_buf(), message }
+        }
     })
 }
 
@@ -382,7 +390,7 @@ pub enum ActivationError {
 /// Calls `observe` with every float activation of a traced graph (weights excluded), by its
 /// ONNX tensor name: what calibration sees of one image.
 pub fn for_each_activation(
-    trace: &YoloTrace,
+    trace: &Trace,
     mut observe: impl FnMut(&str, &[f32]) -> Result<(), CalibrationError>,
 ) -> Result<(), ActivationError> {
     let weights: HashSet<&str> = trace
@@ -401,13 +409,6 @@ pub fn for_each_activation(
         observe(name, &values)?;
     }
     Ok(())
-}
-
-/// A calibration image letterboxed into the `imgsz` square the export takes.
-fn letterboxed(path: &Path, imgsz: u32) -> Result<GrayF32, CalibrateError> {
-    let img = read_gray(path)
-        .map_err(|e| CalibrateError::Image { path: path.to_path_buf(), message: e.to_string() })?;
-    Ok(Letterbox::square(img.width, img.height, imgsz).apply(&img))
 }
 
 fn read_model(path: &Path) -> Result<ModelProto, CalibrateError> {

@@ -62,7 +62,10 @@ pub struct CalibrationReport {
     pub warnings: Vec<String>,
     pub max_drop: f64,
     pub fp32: SplitScore,
-    pub fp16: SplitScore,
+    /// `None` for Faster R-CNN: ONNX Runtime's CPU kernels for its detection ops (anchor
+    /// arithmetic, NonMaxSuppression, RoiAlign) take float32 only, so a float16 copy of the
+    /// graph does not load (TensorRT's `--fp16` keeps those layers in float32 itself).
+    pub fp16: Option<SplitScore>,
     pub int8: Vec<MethodScore>,
     /// Index into `int8` of the model chosen (best mAP50).
     pub chosen: Option<usize>,
@@ -101,7 +104,13 @@ impl CalibrationReport {
             );
         };
         row(&mut s, "FP32", &self.fp32, "reference");
-        row(&mut s, "FP16", &self.fp16, "");
+        match &self.fp16 {
+            Some(fp16) => row(&mut s, "FP16", fp16, ""),
+            None => {
+                let _ =
+                    writeln!(s, "| FP16 | – | – | – | – | not measured for this architecture |");
+            }
+        }
         for (i, m) in self.int8.iter().enumerate() {
             let mut verdict = if m.passed { "within" } else { "over" }.to_string();
             verdict.push_str(&format!(" the {:.3} allowed drop", self.max_drop));

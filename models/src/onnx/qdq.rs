@@ -201,27 +201,29 @@ pub fn quantize(
             }
         };
         conv.input[0] = x_dq;
-        // The weight: int8 initializer + per-channel DequantizeLinear.
-        let (q, scales) = quantize_weight(&w, c_out as usize);
-        let (wq, ws, wz, wd) = (
-            format!("{wname}/quantized"),
-            format!("{wname}/scale"),
-            format!("{wname}/zero_point"),
-            format!("{wname}/dequantized"),
-        );
-        new_inits.push(i8_tensor(&wq, w_t.dims.clone(), &q));
-        new_inits.push(f32_tensor(&ws, vec![c_out], &scales));
-        new_inits.push(i8_tensor(&wz, vec![c_out], &vec![0; c_out as usize]));
-        let mut dq_w = node(
-            "DequantizeLinear",
-            format!("{wname}/DequantizeLinear"),
-            vec![wq, ws, wz],
-            wd.clone(),
-        );
-        dq_w.attribute.push(axis(0));
-        nodes.push(dq_w);
+        // The weight: int8 initializer + per-channel DequantizeLinear, once per weight (the
+        // Faster R-CNN RPN head shares its convolutions across FPN levels).
+        let wd = format!("{wname}/dequantized");
+        if replaced.insert(wname.clone()) {
+            let (q, scales) = quantize_weight(&w, c_out as usize);
+            let (wq, ws, wz) = (
+                format!("{wname}/quantized"),
+                format!("{wname}/scale"),
+                format!("{wname}/zero_point"),
+            );
+            new_inits.push(i8_tensor(&wq, w_t.dims.clone(), &q));
+            new_inits.push(f32_tensor(&ws, vec![c_out], &scales));
+            new_inits.push(i8_tensor(&wz, vec![c_out], &vec![0; c_out as usize]));
+            let mut dq_w = node(
+                "DequantizeLinear",
+                format!("{wname}/DequantizeLinear"),
+                vec![wq, ws, wz],
+                wd.clone(),
+            );
+            dq_w.attribute.push(axis(0));
+            nodes.push(dq_w);
+        }
         conv.input[1] = wd;
-        replaced.insert(wname.clone());
         // The output: float result renamed, Q/DQ back to the original name.
         let y_scale = scale_of(&out, &name)?;
         let y_float = format!("{out}/float");
