@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--close-mosaic", type=int, default=10, help="mosaic off for the last N epochs")
     ap.add_argument("--no-val", action="store_true", help="skip validation (speed runs)")
     ap.add_argument(
         "--export",
@@ -121,6 +122,7 @@ def main():
         hsv_h=0.0,
         hsv_s=0.0,
         hsv_v=0.1,
+        close_mosaic=args.close_mosaic,
     )
     if args.export:
         from safetensors.torch import save_file

@@ -48,6 +48,11 @@ pub struct SynthArgs {
         default_values_t = Pattern::ALL
     )]
     pub patterns: Vec<Pattern>,
+    /// Scale of displaced fractures' shift and tilt, 0.25 to 4 (1 = the default spread). 2–3
+    /// gives grossly displaced fractures, visible at small detector input sizes: for learning
+    /// tests and demos.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub displacement: f32,
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
@@ -66,6 +71,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         size_min: args.size_min,
         size_max: args.size_max,
         patterns: args.patterns.clone(),
+        displacement: args.displacement,
     };
     config.validate()?;
     let format = if args.png16 { ImageFormat::Png16 } else { ImageFormat::Jpeg8 };

@@ -77,6 +77,7 @@ pub fn place(
     image: &Rect,
     count: usize,
     patterns: &[Pattern],
+    displacement: f32,
     rng: &mut impl Rng,
 ) -> Vec<Fracture> {
     let mut placed: Vec<Fracture> = Vec::new();
@@ -96,7 +97,7 @@ pub fn place(
                 })
                 .unwrap_or(&candidates[candidates.len() - 1]);
             if let Some((fracture, edits)) =
-                attempt(&panels[chosen.panel].shapes, chosen, image, patterns, rng)
+                attempt(&panels[chosen.panel].shapes, chosen, image, patterns, displacement, rng)
                 && !placed.iter().any(|f| f.bbox.expand(2.0).intersects(&fracture.bbox))
             {
                 edits.apply(&mut panels[chosen.panel].shapes);
@@ -183,12 +184,14 @@ fn jagged(p0: V2, p1: V2, k: usize, jitter: f32, rng: &mut impl Rng) -> Vec<V2> 
 }
 
 /// Tries one fracture of a random pattern on `c`'s bone; `None` when it would not be visible
-/// enough or would leave its panel.
+/// enough or would leave its panel. `displacement` scales a displaced fracture's shift and
+/// tilt (1 = the default spread).
 fn attempt(
     shapes: &[Shape],
     c: &Candidate,
     image: &Rect,
     patterns: &[Pattern],
+    displacement: f32,
     rng: &mut impl Rng,
 ) -> Option<(Fracture, Edits)> {
     let Shape::Tube(bone) = &shapes[c.shape] else { return None };
@@ -276,10 +279,11 @@ fn attempt(
             let proximal = Clip { o: centre, n: m, jag };
             let distal = Clip { o: centre, n: -m, jag: jag.map(|(a, f, p)| (-a, -f, p)) };
             let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let shift = n * (side * r * rng.random_range(0.25f32..0.9))
-                + u * (r * rng.random_range(-0.5f32..0.25));
-            let motion =
-                Similarity::new(centre, centre + shift, 1.0, rng.random_range(-0.15..0.15), false);
+            let shift = (n * (side * r * rng.random_range(0.25f32..0.9))
+                + u * (r * rng.random_range(-0.5f32..0.25)))
+                * displacement;
+            let tilt = rng.random_range(-0.15f32..0.15) * displacement;
+            let motion = Similarity::new(centre, centre + shift, 1.0, tilt, false);
             broken.clip = Some(proximal);
             let mut piece = bone.clone();
             piece.clip = Some(distal);

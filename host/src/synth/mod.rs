@@ -63,7 +63,13 @@ pub struct SynthConfig {
     /// Fracture kinds drawn (shares renormalised over those listed). All three by default;
     /// `[Displaced]` gives conspicuous fractures, for learning tests and demos.
     pub patterns: Vec<Pattern>,
+    /// Scale of a displaced fracture's shift and tilt: 1 by default; larger values give the
+    /// grossly displaced fractures a from-scratch detector can learn within a CPU test budget.
+    pub displacement: f32,
 }
+
+/// The range `--displacement` accepts: beyond 4 the distal piece leaves the bone's panel.
+pub const DISPLACEMENT_RANGE: std::ops::RangeInclusive<f32> = 0.25..=4.0;
 
 impl Default for SynthConfig {
     fn default() -> Self {
@@ -75,6 +81,7 @@ impl Default for SynthConfig {
             size_min: 352,
             size_max: 480,
             patterns: Pattern::ALL.to_vec(),
+            displacement: 1.0,
         }
     }
 }
@@ -86,6 +93,8 @@ pub enum SynthError {
     Fraction(f64),
     #[error("no fracture pattern chosen: name at least one of line, cortical-break, displaced")]
     NoPattern,
+    #[error("displacement must lie in [0.25, 4], got {0}")]
+    Displacement(f32),
     #[error(
         "image side range {min}..={max} is invalid: need {MIN_SIDE} <= min <= max <= {MAX_SIDE}"
     )]
@@ -104,6 +113,9 @@ impl SynthConfig {
         if self.patterns.is_empty() {
             return Err(SynthError::NoPattern);
         }
+        if !DISPLACEMENT_RANGE.contains(&self.displacement) {
+            return Err(SynthError::Displacement(self.displacement));
+        }
         Ok(())
     }
 
@@ -112,7 +124,7 @@ impl SynthConfig {
         format!("IMG{index:07}.{}", if self.png16 { "png" } else { "jpg" })
     }
 
-    /// A valid configuration close to this one (fraction and sizes clamped).
+    /// A valid configuration close to this one (fraction, sizes and displacement clamped).
     fn sanitized(&self) -> SynthConfig {
         let fraction = if self.fractured_fraction.is_nan() {
             0.0
@@ -121,7 +133,16 @@ impl SynthConfig {
         };
         let min = self.size_min.clamp(MIN_SIDE, MAX_SIDE);
         let max = self.size_max.clamp(min, MAX_SIDE);
-        SynthConfig { fractured_fraction: fraction, size_min: min, size_max: max, ..self.clone() }
+        let (lo, hi) = (*DISPLACEMENT_RANGE.start(), *DISPLACEMENT_RANGE.end());
+        let displacement =
+            if self.displacement.is_nan() { 1.0 } else { self.displacement.clamp(lo, hi) };
+        SynthConfig {
+            fractured_fraction: fraction,
+            size_min: min,
+            size_max: max,
+            displacement,
+            ..self.clone()
+        }
     }
 }
 
@@ -252,7 +273,8 @@ fn compose(config: &SynthConfig, index: usize, rng: &mut impl Rng) -> Scene {
         .collect();
 
     let count = if wants_fracture { 1 + pick(&COUNT_WEIGHTS, rng) } else { 0 };
-    let fractures = fracture::place(&mut panels, &image, count, &config.patterns, rng);
+    let fractures =
+        fracture::place(&mut panels, &image, count, &config.patterns, config.displacement, rng);
     let boxes: Vec<Rect> = fractures.iter().map(|f| f.bbox).collect();
     let prefer = fractures.first().filter(|_| rng.random_bool(0.6)).map(|f| (f.panel, f.bone));
     let hardware = wants_hardware && hardware::add(&mut panels, prefer, &boxes, rng);
@@ -437,6 +459,23 @@ mod tests {
         assert!(SynthConfig::default().validate().is_ok());
         let none = SynthConfig { patterns: Vec::new(), ..SynthConfig::default() };
         assert_eq!(none.validate(), Err(SynthError::NoPattern));
+        let bad = SynthConfig { displacement: 5.0, ..SynthConfig::default() };
+        assert_eq!(bad.validate(), Err(SynthError::Displacement(5.0)));
+    }
+
+    #[test]
+    fn larger_displacement_spreads_the_pieces_further() {
+        // Mean box diagonal of displaced fractures: the box spans both pieces, so a grosser
+        // shift must widen it.
+        let mean_diagonal = |displacement: f32| {
+            let config =
+                SynthConfig { patterns: vec![Pattern::Displaced], displacement, ..small(21, 1.0) };
+            let boxes: Vec<PixelBox> = (0..30).flat_map(|i| generate(&config, i).boxes).collect();
+            let sum: f32 = boxes.iter().map(|b| (b.x2 - b.x1).hypot(b.y2 - b.y1)).sum();
+            sum / boxes.len().max(1) as f32
+        };
+        let (plain, gross) = (mean_diagonal(1.0), mean_diagonal(3.0));
+        assert!(gross > 1.1 * plain, "mean box diagonal {plain} at 1x, {gross} at 3x");
     }
 
     #[test]
