@@ -186,7 +186,7 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
     }
 
     // Observation: every float activation of the traced graph, by ONNX name.
-    let subject = Subject::open(&bundle, &onnx_path, &req.ort)?;
+    let subject = Subject::open(&bundle)?;
     let mut calibrators =
         req.methods.iter().map(|&method| Calibrator::new(method)).collect::<Result<Vec<_>, _>>()?;
     let passes = calibrators.iter().map(Calibrator::passes).max().unwrap_or(1);

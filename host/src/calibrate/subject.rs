@@ -1,6 +1,7 @@
 //! What calibration traces and scores, per architecture: YOLO11 letterboxed into its square
-//! input and traced with [`trace_yolo`]; Faster R-CNN resized by its training rule (the very
-//! preprocessing of [`FrcnnOrt`]) and traced with [`trace_frcnn`]. Either way every activation
+//! input and traced with [`trace_yolo`]; Faster R-CNN resized by the rule its weights were
+//! trained with (the one [`FrcnnOrt`] applies before scoring) and traced with [`trace_frcnn`].
+//! Either way every activation
 //! comes back under its ONNX tensor name, and a graph file (FP32, FP16 or INT8) is scored
 //! through ONNX Runtime with the detector the device would run.
 
@@ -15,7 +16,6 @@ use fracture_models::pixels::{GrayF32, read_gray};
 use fracture_models::tensor::batch_from_gray;
 use fracture_models::yolo::{PredictOptions, YoloPredictor};
 use fracture_runtime::{FrcnnOrt, OrtOptions, YoloOrt};
-use tch::{Kind, Tensor};
 
 use super::{CalibrateError, model_err};
 use crate::dataset::Dataset;
@@ -28,13 +28,13 @@ const SCORE_FLOOR: f32 = 0.001;
 /// The model of a bundle, ready to trace calibration images.
 pub enum Subject {
     Yolo { predictor: Box<YoloPredictor>, imgsz: u32 },
-    Frcnn { predictor: Box<FrcnnPredictor>, preprocess: Box<FrcnnOrt>, names: Vec<String> },
+    Frcnn { predictor: Box<FrcnnPredictor>, names: Vec<String> },
 }
 
 impl Subject {
-    /// Loads the bundle's weights (`onnx` is its FP32 graph: Faster R-CNN takes its resize
-    /// rule from the session that will score it).
-    pub fn open(bundle: &Bundle, onnx: &Path, ort: &OrtOptions) -> Result<Self, CalibrateError> {
+    /// Loads the bundle's weights (Faster R-CNN's with the resize rule they were trained with,
+    /// as [`FrcnnOrt::open_bundle`] reads it).
+    pub fn open(bundle: &Bundle) -> Result<Self, CalibrateError> {
         let m = &bundle.manifest;
         let weights = bundle.weights();
         let load_err = || model_err(weights.display().to_string());
@@ -47,13 +47,7 @@ impl Subject {
         } else if m.arch == fracture_models::frcnn::ARCH {
             let predictor = FrcnnPredictor::load(&weights, None, FrcnnPredictOptions::default())
                 .map_err(|e| load_err()(e.to_string()))?;
-            let preprocess = FrcnnOrt::open_bundle(bundle, onnx, SCORE_FLOOR, ort)
-                .map_err(|e| model_err(onnx.display().to_string())(e.to_string()))?;
-            Ok(Subject::Frcnn {
-                predictor: Box::new(predictor),
-                preprocess: Box::new(preprocess),
-                names: m.classes.clone(),
-            })
+            Ok(Subject::Frcnn { predictor: Box::new(predictor), names: m.classes.clone() })
         } else {
             Err(CalibrateError::Arch(m.bundle_id.clone(), m.arch.clone()))
         }
@@ -73,14 +67,16 @@ impl Subject {
                 tch::no_grad(|| trace_yolo(predictor.model(), &x))
                     .map_err(|e| img_err(e.to_string()))
             }
-            Subject::Frcnn { predictor, preprocess, names } => {
+            Subject::Frcnn { predictor, names } => {
                 let img = read_gray(path).map_err(|e| img_err(e.to_string()))?;
-                let input = preprocess.preprocess(&img).map_err(|e| img_err(e.to_string()))?;
-                let [h, w] = input.geometry.resized;
+                let model = predictor.model();
                 // [1, 3, h, w]: the resized image the graph takes.
-                let x = Tensor::from_slice(&input.data).view([1, 3, h, w]).to_kind(Kind::Float);
-                tch::no_grad(|| trace_frcnn(predictor.model(), names, &x))
-                    .map_err(|e| img_err(e.to_string()))
+                let x = model
+                    .transform
+                    .resize(&FrcnnPredictor::image_tensor(&img))
+                    .unsqueeze(0)
+                    .contiguous();
+                tch::no_grad(|| trace_frcnn(model, names, &x)).map_err(|e| img_err(e.to_string()))
             }
         }
     }
