@@ -1,6 +1,6 @@
 //! ONNX emission of the Faster R-CNN box stage as torchvision runs it in eval:
-//! `MultiScaleRoIAlign` (every proposal pooled from each of P2..P5 with `RoiAlign`, the level
-//! picked per proposal by torchvision's `LevelMapper` with `Where`), the box head (folded
+//! `MultiScaleRoIAlign` (each proposal pooled once with `RoiAlign`, from the level
+//! torchvision's `LevelMapper` picks for it), the box head (folded
 //! conv + BN + ReLU blocks, `Flatten`, `Gemm` + `Relu`), the predictor (`Gemm`s), and
 //! `postprocess_detections`: softmax, per-class decoding and clipping, background dropped,
 //! score and size filters, NMS per image and class (`NonMaxSuppression` with image × class as
@@ -65,29 +65,44 @@ fn multiscale_roi_align(
     let lo = g.scalar_f32(&format!("{p}.k_min"), K_MIN as f32)?;
     let hi = g.scalar_f32(&format!("{p}.k_max"), (K_MIN + n as i64 - 1) as f32)?;
     let lvl = g.clip(&format!("{p}.level_clamped"), &lvl, &lo, &hi)?;
-    let lvl = g.reshape0(&format!("{p}.level"), &lvl, &[-1, 1, 1, 1])?; // [R, 1, 1, 1]
+    let lvl = g.reshape0(&format!("{p}.level"), &lvl, &[-1])?; // [R]
+    // Each RoI is pooled once, from its own level: per level the indices of its RoIs
+    // (`NonZero`), those RoIs pooled, then every level's rows put back in RoI order.
     let align = &pool.align;
-    let mut out: Option<Value> = None;
-    for l in (0..n).rev() {
+    let mut pooled = Vec::with_capacity(n);
+    let mut order = Vec::with_capacity(n);
+    for (l, feature) in features.iter().enumerate().take(n) {
         let k = K_MIN + l as i64;
+        let kv = g.scalar_f32(&format!("{p}.level{l}.k"), k as f32)?;
+        let is = g.equal(&format!("{p}.level{l}.is"), &lvl, &kv)?;
+        let idx = g.nonzero_1d(&format!("{p}.level{l}.idx"), &is)?; // [R_l]
+        let rois_l = g.gather(&format!("{p}.level{l}.rois"), rois, &idx, 0)?;
+        let images_l = g.gather(&format!("{p}.level{l}.images"), batch_indices, &idx, 0)?;
         let spec = RoiAlignSpec {
             output_size: align.output_size,
             sampling_ratio: align.sampling_ratio,
             spatial_scale: 0.5f32.powi(k as i32),
             aligned: align.aligned,
         };
-        let pooled =
-            g.roi_align(&format!("{p}.level{l}"), &features[l], rois, batch_indices, &spec)?;
-        out = Some(match out {
-            None => pooled,
-            Some(rest) => {
-                let kv = g.scalar_f32(&format!("{p}.is_level{l}.k"), k as f32)?;
-                let is = g.equal(&format!("{p}.is_level{l}"), &lvl, &kv)?;
-                g.where_(&format!("{p}.pooled{l}"), &is, &pooled, &rest)?
-            }
-        });
+        pooled.push(g.roi_align(&format!("{p}.level{l}"), feature, &rois_l, &images_l, &spec)?);
+        order.push(idx);
     }
-    out.ok_or(OnnxError::Model("MultiScaleRoIAlign without levels"))
+    // `order` [R] lists the RoI of each pooled row, a permutation of 0..R; its inverse (row of
+    // each RoI) is `ScatterND` of 0..R at `order`. Every entry is written, so the data it
+    // starts from (`order` itself) does not matter.
+    let refs: Vec<&Value> = pooled.iter().collect();
+    let pooled = g.concat(&format!("{p}.by_level"), &refs, 0)?; // [R, C, ph, pw]
+    let refs: Vec<&Value> = order.iter().collect();
+    let order = g.concat(&format!("{p}.order"), &refs, 0)?;
+    let shape = g.shape(&format!("{p}.rois_shape"), rois)?;
+    let r = g.dim(&format!("{p}.num_rois"), &shape, 0)?;
+    let r = g.squeeze(&format!("{p}.num_rois_scalar"), &r, &[0])?;
+    let zero = g.scalar_i64(&format!("{p}.zero"), 0)?;
+    let one = g.scalar_i64(&format!("{p}.one"), 1)?;
+    let rows = g.range(&format!("{p}.rows"), &zero, &r, &one)?;
+    let at = g.unsqueeze(&format!("{p}.order_col"), &order, &[1])?; // [R, 1]
+    let inverse = g.scatter_nd(&format!("{p}.inverse"), &order, &at, &rows)?;
+    g.gather(&format!("{p}.pooled"), &pooled, &inverse, 0)
 }
 
 /// The box stage on `props`: detections per image, padded to `detections_per_img`.

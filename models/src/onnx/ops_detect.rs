@@ -1,5 +1,5 @@
 //! Indexing and detection operators of the [`GraphBuilder`]: `Gather`, batched row gathering
-//! (`GatherND`), `ScatterND`, `TopK`, and `NonMaxSuppression` and `RoiAlign`. When tracing,
+//! (`GatherND`), `NonZero`, `ScatterND`, `TopK`, and `NonMaxSuppression` and `RoiAlign`. When tracing,
 //! each computes its value with libtorch — the detection operators with ONNX's semantics
 //! ([`nms_value`]) and the project's RoIAlign ([`crate::frcnn::roi_align`]).
 
@@ -54,6 +54,15 @@ impl GraphBuilder {
             view.extend(vec![1; s.len() - 2]);
             x.gather(1, &i.reshape(view.as_slice()).expand(target.as_slice(), false), false)
         })
+    }
+
+    /// Positions of the true entries of a 1-D bool `mask`, ascending: int64 `[n]` (`NonZero`,
+    /// which gives `[1, n]`, then `Reshape`).
+    pub fn nonzero_1d(&mut self, hint: &str, mask: &Value) -> Result<Value, OnnxError> {
+        let nz = self.node1("NonZero", &format!("{hint}.nonzero"), &[mask], vec![], |xs| {
+            xs[0].nonzero().transpose(0, 1) // [rank, n], row-major order as ONNX specifies
+        })?;
+        self.reshape0(hint, &nz, &[-1])
     }
 
     /// `ScatterND` of `updates` `[n]` into `data` at full indices `[n, rank]`.
