@@ -21,6 +21,7 @@ use fracture_runtime::{OrtOptions, YoloOrt};
 use tch::{Device, Kind, Tensor};
 
 use crate::bench_inputs::{median, write_predict_images};
+use crate::int8_bundle;
 
 /// Settings of one `backends` run.
 pub struct BackendsBench {
@@ -123,54 +124,7 @@ fn bench_scale(
     if !status.success() {
         bail!("fracture export failed");
     }
-    // An INT8 model for the timing rows: calibrated (max method, 16 phantoms) by `fracture
-    // calibrate` itself. Its accuracy is not the point here (see the calibration report).
-    let data = tmp.join(format!("phantoms-{scale}"));
-    let split = tmp.join(format!("split-{scale}.json"));
-    let report = tmp.join(format!("calibration-{scale}"));
-    let d = data.to_string_lossy().into_owned();
-    let sp = split.to_string_lossy().into_owned();
-    for args in [
-        vec![
-            "synth",
-            "--out",
-            &d,
-            "--count",
-            "40",
-            "--seed",
-            "3",
-            "--size-min",
-            "380",
-            "--size-max",
-            "480",
-        ],
-        vec!["split", "--data", &d, "--out", &sp, "--seed", "1"],
-    ] {
-        run_quiet(fracture, &args)?;
-    }
-    println!("  calibrating an INT8 model (fracture calibrate, 16 phantoms) ...");
-    let b = bundle_dir.to_string_lossy().into_owned();
-    let r = report.to_string_lossy().into_owned();
-    run_quiet(
-        fracture,
-        &[
-            "calibrate",
-            "--bundle",
-            &b,
-            "--data",
-            &d,
-            "--split-file",
-            &sp,
-            "--images",
-            "16",
-            "--method",
-            "max",
-            "--max-drop",
-            "1",
-            "--out",
-            &r,
-        ],
-    )?;
+    int8_bundle::calibrate(fracture, tmp, scale, &bundle_dir)?;
     let bundle = Bundle::open(&bundle_dir)?;
     let nms = NmsConfig { conf, iou, ..NmsConfig::default() };
 
@@ -246,15 +200,6 @@ fn bench_scale(
         }
     }
     println!();
-    Ok(())
-}
-
-/// Runs `fracture ARGS`, showing its output only when it fails.
-fn run_quiet(fracture: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(fracture).args(args).output().context("running fracture")?;
-    if !out.status.success() {
-        bail!("fracture {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! `fracture-bench frcnn`: our Faster R-CNN ResNet50-FPN v2 against torchvision's on the same
 //! weights and images, 2 threads: the eval forward at 416 (batch 1; target ≤ 0.9×
 //! torchvision's time) on libtorch and on ONNX Runtime (the model exported by
-//! `export_frcnn`, fp32), and one training step at batch 2 (forward with the four losses,
+//! `export_frcnn`, fp32; and the INT8 model `fracture calibrate` makes of the same weights'
+//! bundle), and one training step at batch 2 (forward with the four losses,
 //! backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
 //! medians (this machine's speed drifts over minutes).
 
@@ -11,13 +12,17 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use fracture_models::bundle::Bundle;
+use fracture_models::frcnn::ARCH;
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnTarget, load_safetensors};
 use fracture_models::onnx::export_frcnn;
+use fracture_runtime::backend::ONNX_INT8;
 use fracture_runtime::{FrcnnGeometry, FrcnnInput, FrcnnOrt, OrtOptions};
 use tch::nn::{OptimizerConfig, VarStore};
 use tch::{Device, Tensor};
 
 use crate::bench_inputs::median;
+use crate::int8_bundle;
 
 /// Settings of one `frcnn` run.
 pub struct FrcnnBench {
@@ -55,7 +60,7 @@ fn run_peer(python: &Path, script: &Path, out: &Path, cfg: &FrcnnBench) -> anyho
     })
 }
 
-pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
+pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Result<()> {
     let python = workspace.join(".venv/bin/python");
     if !python.exists() {
         bail!("{} is missing: run scripts/setup", python.display());
@@ -119,18 +124,32 @@ pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
             geometry: FrcnnGeometry { resized: [r[1], r[2]], original: [s[1], s[2]] },
         }
     };
-    let mut ort_fwd = Vec::new();
-    for i in 0..=cfg.passes {
-        let t0 = Instant::now();
-        ort.forward(&input)?;
-        if i > 0 {
-            ort_fwd.push(t0.elapsed().as_secs_f64() * 1e3);
+    let time_ort = |ort: &FrcnnOrt| -> anyhow::Result<f64> {
+        let mut ms = Vec::new();
+        for i in 0..=cfg.passes {
+            let t0 = Instant::now();
+            ort.forward(&input)?;
+            if i > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
-    }
+        Ok(median(ms))
+    };
+    let ort_fwd = time_ort(&ort)?;
+    println!("onnxruntime int8: exporting a bundle, calibrating, then {} forwards ...", cfg.passes);
+    let bundle_dir = dir.path().join("bundle");
+    let size_arg = cfg.size.to_string();
+    let export = ["export", "--arch", ARCH, "--nc", "1", "--imgsz", &size_arg];
+    let (w, b) = (weights.to_string_lossy(), bundle_dir.to_string_lossy());
+    int8_bundle::run_quiet(fracture, &[&export[..], &["--weights", &w, "--bundle", &b]].concat())?;
+    int8_bundle::calibrate(fracture, dir.path(), "frcnn", &bundle_dir)?;
+    let bundle = Bundle::open(&bundle_dir)?;
+    let int8 = FrcnnOrt::open_bundle(&bundle, &bundle.dir.join(ONNX_INT8), 0.05, &ort_opts)?;
+    let int8_fwd = time_ort(&int8)?;
     let after = run_peer(&python, &script, dir.path(), cfg)?;
     let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
     let theirs_step = (before.step_ms + after.step_ms) / 2.0;
-    let (ours_fwd, ours_step, ort_fwd) = (median(fwd), median(steps), median(ort_fwd));
+    let (ours_fwd, ours_step) = (median(fwd), median(steps));
     println!(
         "\nFaster R-CNN R50-FPN v2, {}x{} resize, {} threads, {} test proposals\n",
         cfg.size, cfg.size, cfg.threads, cfg.proposals
@@ -149,6 +168,13 @@ pub fn run(cfg: &FrcnnBench, workspace: &Path) -> anyhow::Result<()> {
         ort_fwd,
         theirs_fwd,
         ort_fwd / theirs_fwd
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+        "ORT int8 forward, batch 1",
+        int8_fwd,
+        theirs_fwd,
+        int8_fwd / theirs_fwd
     );
     println!(
         "{:<28} {:>12.0} {:>14.0} {:>8.2}",

@@ -4,3 +4,4 @@ pub mod backends_bench;
 pub mod bench_inputs;
 pub mod daemon_bench;
 pub mod frcnn_bench;
+pub mod int8_bundle;

@@ -57,7 +57,9 @@ enum Bench {
         threads: usize,
     },
     /// Faster R-CNN R50-FPN v2 vs torchvision on the same weights and images, 2 threads: eval
-    /// forward at 416 (target ≤ 0.9× torchvision) and a training step at batch 2 (AdamW).
+    /// forward at 416 on libtorch (target ≤ 0.9× torchvision), on ONNX Runtime fp32 and INT8
+    /// (calibrated by `fracture calibrate`), and a training step at batch 2 (AdamW). Needs
+    /// `cargo build --release -p fracture-host`.
     Frcnn {
         #[arg(long, default_value_t = 416)]
         size: i64,
@@ -512,6 +514,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Predict { passes, scale } => predict(passes, &scale),
         Bench::Frcnn { size, passes, steps, threads, proposals } => fracture_e2e::frcnn_bench::run(
             &fracture_e2e::frcnn_bench::FrcnnBench { size, passes, steps, threads, proposals },
+            &fracture_binary()?,
             &workspace(),
         ),
         Bench::Backends { scales, passes, threads } => fracture_e2e::backends_bench::run(
