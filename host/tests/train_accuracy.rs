@@ -1,14 +1,22 @@
-//! Does training actually learn? yolo11n is trained from scratch on phantoms through the real
-//! `fracture train`, then its best checkpoint is scored on phantoms it never saw (another
-//! seed) through the same predictor `fracture predict` uses: mAP50 must reach 0.5.
+//! Does training actually learn? yolo11n is trained from scratch on 200 grossly displaced
+//! phantoms (`--patterns displaced --displacement 2`) through the real `fracture train`,
+//! 200 epochs at 256 px with mosaic until the last 30, then its final weights are scored on
+//! 100 phantoms it never saw (another seed) through the same predictor `fracture predict`
+//! uses: mAP50 must reach 0.5.
 //!
 //! Seeded and bounded (fixed epochs, 2 threads), so the outcome is reproducible on a given
 //! machine.
 //!
-//! Ignored for now (run with `cargo test -p fracture-host --test train_accuracy -- --ignored`):
-//! no setting found yet reaches 0.5 within a CI-sized budget on 2 CPU cores. Measured, yolo11n
-//! from scratch on 200 phantoms (the trainer keeps ~160 for training), validation mAP50 on its
-//! own 20-image validation split:
+//! Ignored in CI for its cost — about 25 minutes on 2 cores, most of a CI run again — run it
+//! with `cargo test --release -p fracture-host --test train_accuracy -- --ignored --nocapture`.
+//! Measured with these settings (2026-11-29): held-out mAP50 0.457 (mAP50-95 0.205, P 0.569,
+//! R 0.422 on 64 fractures), validation 0.55–0.58 over the last epochs: close, not yet 0.5.
+//!
+//! How the settings were found (yolo11n from scratch on 200 phantoms, the trainer keeping ~160
+//! for training; validation mAP50 on its own 20-image split unless "held out"):
+//! - mosaic until the last 30 of 150 epochs (~17 min): validation 0.66 at best; held out 0.447
+//!   (best checkpoint) / 0.488 (final weights): hand 0.54, leg 0.56, hip 0.70, shoulder 0.22.
+//!   Mosaic costs early epochs but is what generalises over a long run.
 //! - hairline (`line`) fractures, 256 px, 40 epochs: ~0.005 with mosaic, ~0.05 without;
 //!   ultralytics itself on the same images and split: ~0.002 after 34 epochs;
 //! - `--patterns displaced` (conspicuous fractures), 256 px, batch 8, AdamW 0.002: 0.14 after
@@ -45,12 +53,14 @@ use support::fracture;
 /// Training phantoms (the trainer splits off its own validation share) and held-out ones.
 const TRAIN_IMAGES: &str = "200";
 const HELD_OUT_IMAGES: &str = "100";
-const EPOCHS: &str = "100";
+const EPOCHS: &str = "200";
+/// Mosaic for all but the last epochs, as ultralytics trains (its default is 10).
+const CLOSE_MOSAIC: &str = "30";
 const IMGSZ: &str = "256";
 const BATCH: &str = "8";
 
 #[test]
-#[ignore = "settings not calibrated yet: see the module docs"]
+#[ignore = "about 25 minutes on 2 cores, and 0.457 < 0.5 as measured: see the module docs"]
 fn yolo11n_learns_phantom_fractures() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (train, held_out, run) =
@@ -94,17 +104,18 @@ fn yolo11n_learns_phantom_fractures() {
         "--patience",
         "0",
         "--close-mosaic",
-        EPOCHS,
+        CLOSE_MOSAIC,
     ]);
 
-    // Score the best checkpoint on the held-out phantoms at ultralytics' validation settings.
+    // Score on the held-out phantoms at ultralytics' validation settings.
     let opts = PredictOptions {
         rect: false,
         nms: NmsConfig { conf: 0.001, iou: 0.7, ..NmsConfig::default() },
         ..PredictOptions::default()
     };
-    let weights = run.join("weights/best.safetensors");
-    let predictor = YoloPredictor::load(&weights, None, opts).expect("load best weights");
+    // The final weights: a 20-image validation split is too small to pick a checkpoint by.
+    let weights = run.join("weights/last.safetensors");
+    let predictor = YoloPredictor::load(&weights, None, opts).expect("load final weights");
     let ds = Dataset::load(&held_out).expect("held-out dataset");
     let images: Vec<ImagePredictions> = ds
         .images
