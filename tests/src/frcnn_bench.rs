@@ -1,9 +1,8 @@
 //! `fracture-bench frcnn`: our Faster R-CNN ResNet50-FPN v2 against torchvision's on the same
 //! weights and images, 2 threads: the eval forward at 416 (batch 1; target ≤ 0.9×
-//! torchvision's time) on libtorch and on ONNX Runtime (the model exported by
-//! `export_frcnn`, fp32; and the INT8 model `fracture calibrate` makes of the same weights'
-//! bundle), and one training step at batch 2 (forward with the four losses,
-//! backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
+//! torchvision's time) on libtorch and on ONNX Runtime (fp32 and INT8: one bundle exported by
+//! `fracture export` and calibrated by `fracture calibrate`, with this run's proposal count),
+//! and one training step at batch 2 (forward with the four losses, backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
 //! medians (this machine's speed drifts over minutes).
 
 use std::collections::HashMap;
@@ -14,9 +13,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use fracture_models::bundle::Bundle;
 use fracture_models::frcnn::ARCH;
+use fracture_models::frcnn::predictor::PROPOSALS_KEY;
 use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnTarget, load_safetensors};
-use fracture_models::onnx::export_frcnn;
-use fracture_runtime::backend::ONNX_INT8;
+use fracture_models::weights_file::{self, WeightsMeta};
+use fracture_runtime::backend::{ONNX_FP32, ONNX_INT8};
 use fracture_runtime::{FrcnnGeometry, FrcnnInput, FrcnnOrt, OrtOptions};
 use tch::nn::{OptimizerConfig, VarStore};
 use tch::{Device, Tensor};
@@ -109,12 +109,24 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
             steps.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
-    println!("onnxruntime fp32: exporting, then {} forwards ...", cfg.passes);
-    let onnx = dir.path().join("model.onnx");
-    fracture_models::onnx::save(&export_frcnn(&model, &["fracture".to_string()])?, &onnx)?;
+    // One bundle for both ONNX Runtime rows: the peer's weights (as loaded above, before the
+    // training steps) with our metadata, so `fracture export` keeps this run's proposal count,
+    // then `fracture calibrate` adds its INT8 model.
+    println!("onnxruntime: exporting a bundle and calibrating its INT8 model ...");
+    let tagged = dir.path().join("weights-tagged.safetensors");
+    let meta = WeightsMeta {
+        arch: ARCH.to_string(),
+        classes: vec!["fracture".to_string()],
+        imgsz: u32::try_from(cfg.size)?,
+        extra: HashMap::from([(PROPOSALS_KEY.to_string(), cfg.proposals.to_string())]),
+    };
+    weights_file::save(&tagged, &weights_file::load_tensors(&weights)?, &meta)?;
+    let bundle_dir = dir.path().join("bundle");
+    let (w, b) = (tagged.to_string_lossy(), bundle_dir.to_string_lossy());
+    int8_bundle::run_quiet(fracture, &["export", "--weights", &w, "--bundle", &b])?;
+    int8_bundle::calibrate(fracture, dir.path(), "frcnn", &bundle_dir)?;
+    let bundle = Bundle::open(&bundle_dir)?;
     let ort_opts = OrtOptions { threads: Some(cfg.threads), ..OrtOptions::default() };
-    let size = (cfg.size, cfg.size);
-    let ort = FrcnnOrt::open(&onnx, vec!["fracture".into()], size, 0.05, &ort_opts)?;
     let input = {
         let s = images[0].size();
         let resized = model.transform.resize(&images[0]).contiguous();
@@ -124,7 +136,9 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
             geometry: FrcnnGeometry { resized: [r[1], r[2]], original: [s[1], s[2]] },
         }
     };
-    let time_ort = |ort: &FrcnnOrt| -> anyhow::Result<f64> {
+    let time_ort = |file: &str| -> anyhow::Result<f64> {
+        println!("onnxruntime {file}: {} forwards ...", cfg.passes);
+        let ort = FrcnnOrt::open_bundle(&bundle, &bundle.dir.join(file), 0.05, &ort_opts)?;
         let mut ms = Vec::new();
         for i in 0..=cfg.passes {
             let t0 = Instant::now();
@@ -135,17 +149,8 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
         }
         Ok(median(ms))
     };
-    let ort_fwd = time_ort(&ort)?;
-    println!("onnxruntime int8: exporting a bundle, calibrating, then {} forwards ...", cfg.passes);
-    let bundle_dir = dir.path().join("bundle");
-    let size_arg = cfg.size.to_string();
-    let export = ["export", "--arch", ARCH, "--nc", "1", "--imgsz", &size_arg];
-    let (w, b) = (weights.to_string_lossy(), bundle_dir.to_string_lossy());
-    int8_bundle::run_quiet(fracture, &[&export[..], &["--weights", &w, "--bundle", &b]].concat())?;
-    int8_bundle::calibrate(fracture, dir.path(), "frcnn", &bundle_dir)?;
-    let bundle = Bundle::open(&bundle_dir)?;
-    let int8 = FrcnnOrt::open_bundle(&bundle, &bundle.dir.join(ONNX_INT8), 0.05, &ort_opts)?;
-    let int8_fwd = time_ort(&int8)?;
+    let ort_fwd = time_ort(ONNX_FP32)?;
+    let int8_fwd = time_ort(ONNX_INT8)?;
     let after = run_peer(&python, &script, dir.path(), cfg)?;
     let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
     let theirs_step = (before.step_ms + after.step_ms) / 2.0;

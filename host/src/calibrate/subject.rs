@@ -1,9 +1,8 @@
 //! What calibration traces and scores, per architecture: YOLO11 letterboxed into its square
 //! input and traced with [`trace_yolo`]; Faster R-CNN resized by the rule its weights were
 //! trained with (the one [`FrcnnOrt`] applies before scoring) and traced with [`trace_frcnn`].
-//! Either way every activation
-//! comes back under its ONNX tensor name, and a graph file (FP32, FP16 or INT8) is scored
-//! through ONNX Runtime with the detector the device would run.
+//! Either way every activation comes back under its ONNX tensor name, and a graph file (FP32,
+//! FP16 or INT8) is scored through ONNX Runtime with the detector the device would run.
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! ONNX emission of the Faster R-CNN box stage as torchvision runs it in eval:
 //! `MultiScaleRoIAlign` (each proposal pooled once with `RoiAlign`, from the level
-//! torchvision's `LevelMapper` picks for it), the box head (folded
-//! conv + BN + ReLU blocks, `Flatten`, `Gemm` + `Relu`), the predictor (`Gemm`s), and
+//! torchvision's `LevelMapper` picks for it), the box head (folded conv + BN + ReLU blocks,
+//! `Flatten`, `Gemm` + `Relu`), the predictor (`Gemm`s), and
 //! `postprocess_detections`: softmax, per-class decoding and clipping, background dropped,
 //! score and size filters, NMS per image and class (`NonMaxSuppression` with image × class as
 //! its batch), and the `detections_per_img` best by score, padded to that count.

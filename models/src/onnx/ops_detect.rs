@@ -1,7 +1,7 @@
 //! Indexing and detection operators of the [`GraphBuilder`]: `Gather`, batched row gathering
-//! (`GatherND`), `NonZero`, `ScatterND`, `TopK`, and `NonMaxSuppression` and `RoiAlign`. When tracing,
-//! each computes its value with libtorch — the detection operators with ONNX's semantics
-//! ([`nms_value`]) and the project's RoIAlign ([`crate::frcnn::roi_align`]).
+//! (`GatherND`), `NonZero`, `ScatterND`, `TopK`, and `NonMaxSuppression` and `RoiAlign`. When
+//! tracing, each computes its value with libtorch — the detection operators with ONNX's
+//! semantics ([`nms_value`]) and the project's RoIAlign ([`crate::frcnn::roi_align`]).
 
 use tch::{Device, Kind, Tensor};
 
