@@ -15,6 +15,7 @@ pub mod letterbox;
 pub mod metrics;
 pub mod nms;
 pub mod onnx;
+pub mod packed_conv;
 pub mod pixels;
 pub mod tensor;
 pub mod weights_file;

@@ -9,6 +9,8 @@
 use tch::nn::{self, Init, ModuleT};
 use tch::{Kind, Tensor};
 
+use crate::packed_conv::{Activation, InferenceConv};
+
 /// Batch-norm epsilon set by ultralytics' `initialize_weights`.
 pub const BN_EPS: f64 = 1e-3;
 /// Batch-norm momentum set by ultralytics' `initialize_weights`.
@@ -35,8 +37,9 @@ pub struct Conv {
     pub(crate) groups: i64,
     /// Whether SiLU follows.
     pub(crate) act: bool,
-    /// BN folded into (weight `[c2, c1/g, k, k]`, bias `[c2]`) by [`Conv::fuse`].
-    fused: Option<(Tensor, Tensor)>,
+    /// BN folded into the convolution (weight `[c2, c1/g, k, k]`, bias `[c2]`) by
+    /// [`Conv::fuse`]; prepacked for oneDNN on its first CPU call.
+    fused: Option<InferenceConv>,
 }
 
 impl Conv {
@@ -63,35 +66,21 @@ impl Conv {
     /// `act(bn(conv(x)))`; `train` puts the batch norm in training mode (batch statistics,
     /// running-stat update). Once fused, the folded convolution is used and `train` is ignored.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = match &self.fused {
-            Some((w, b)) => {
-                // Inference: activate in place (one allocation less per layer).
-                let mut y = x.conv2d(w, Some(b), self.stride, self.padding, 1, self.groups);
-                if self.act {
-                    let _ = y.silu_();
-                }
-                return y;
-            }
-            None => {
-                let y = x.conv2d(
-                    &self.weight,
-                    None::<&Tensor>,
-                    self.stride,
-                    self.padding,
-                    1,
-                    self.groups,
-                );
-                self.bn.forward_t(&y, train)
-            }
-        };
+        if let Some(fused) = &self.fused {
+            return fused.forward(x);
+        }
+        let y = x.conv2d(&self.weight, None::<&Tensor>, self.stride, self.padding, 1, self.groups);
+        let y = self.bn.forward_t(&y, train);
         if self.act { y.silu() } else { y }
     }
 
     /// Folds the current batch-norm statistics into a biased convolution:
     /// `w' = w · γ/√(var+ε)`, `b' = β - mean · γ/√(var+ε)`. Call after loading weights.
     pub fn fuse(&mut self) {
-        if let Some(folded) = self.fold() {
-            self.fused = Some(folded);
+        if let Some((w, b)) = self.fold() {
+            let act = if self.act { Activation::Silu } else { Activation::None };
+            self.fused =
+                Some(InferenceConv::new(w, b, self.stride, self.padding, self.groups, act));
         }
     }
 
@@ -100,7 +89,7 @@ impl Conv {
     /// export reads this).
     pub(crate) fn folded(&self) -> Option<(Tensor, Tensor)> {
         match &self.fused {
-            Some((w, b)) => Some((w.shallow_clone(), b.shallow_clone())),
+            Some(f) => Some((f.weight().shallow_clone(), f.bias().shallow_clone())),
             None => self.fold(),
         }
     }

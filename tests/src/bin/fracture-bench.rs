@@ -255,7 +255,6 @@ fn coco(n_images: usize, runs: usize) -> anyhow::Result<()> {
 }
 
 fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
-    use fracture_models::detector::Detector;
     use fracture_models::nms::NmsConfig;
     use fracture_models::yolo::{ArchSpec, Precision, PredictOptions, Scale, YoloPredictor};
 
@@ -297,18 +296,32 @@ fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
 
     tch::set_num_threads(2);
     let spec = ArchSpec { scale: scale.parse::<Scale>()?, num_classes: 1 };
-    let mut rows = Vec::new();
-    let mut found_by: Vec<Vec<Vec<fracture_models::detector::Finding>>> = Vec::new();
-    for precision in [Precision::Fp32, Precision::Bf16] {
+    // Three variants, interleaved pass by pass so that drift hits them alike: fp32 with
+    // prepacked oneDNN convolutions (the default), fp32 with eager `conv2d` (prepacking off),
+    // and bf16.
+    use fracture_models::packed_conv;
+    let variants = [
+        ("fp32", Precision::Fp32, true),
+        ("fp32 eager conv", Precision::Fp32, false),
+        ("bf16", Precision::Bf16, true),
+    ];
+    let mut predictors = Vec::new();
+    for (_, precision, _) in variants {
         let opts = PredictOptions {
             imgsz: Some(416),
             nms: NmsConfig { conf, iou, ..NmsConfig::default() },
             precision,
             ..PredictOptions::default()
         };
-        let predictor = YoloPredictor::load(&out.join("weights.safetensors"), Some(spec), opts)?;
-        let (mut total, mut fwd, mut found_all) = (Vec::new(), Vec::new(), Vec::new());
-        for pass in 0..passes {
+        predictors.push(YoloPredictor::load(&out.join("weights.safetensors"), Some(spec), opts)?);
+    }
+    let mut total = vec![Vec::new(); variants.len()];
+    let mut fwd = vec![Vec::new(); variants.len()];
+    let mut found_by: Vec<Vec<Vec<fracture_models::detector::Finding>>> =
+        vec![Vec::new(); variants.len()];
+    for pass in 0..passes {
+        for (v, (predictor, (_, _, packed))) in predictors.iter().zip(variants).enumerate() {
+            packed_conv::set_enabled(packed);
             for p in &images {
                 let t0 = Instant::now();
                 let img = fracture_models::pixels::read_gray(p)?;
@@ -319,17 +332,20 @@ fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
                 let found = predictor.postprocess(&pred, &lb)?;
                 let t3 = Instant::now();
                 if pass > 0 {
-                    total.push((t3 - t0).as_secs_f64() * 1e3);
-                    fwd.push((t2 - t1).as_secs_f64() * 1e3);
+                    total[v].push((t3 - t0).as_secs_f64() * 1e3);
+                    fwd[v].push((t2 - t1).as_secs_f64() * 1e3);
                 } else {
-                    found_all.push(found);
+                    found_by[v].push(found);
                 }
             }
         }
-        let _ = predictor.classes();
-        rows.push((precision.name(), median(total), median(fwd)));
-        found_by.push(found_all);
     }
+    packed_conv::set_enabled(true);
+    let rows: Vec<(&str, f64, f64)> = variants
+        .iter()
+        .zip(total.into_iter().zip(fwd))
+        .map(|((name, _, _), (t, f))| (*name, median(t), median(f)))
+        .collect();
     run_peer(&mut cmd)?;
     let theirs = peer_ms.iter().sum::<f64>() / peer_ms.len() as f64;
     println!(
@@ -351,26 +367,29 @@ fn predict(passes: usize, scale: &str) -> anyhow::Result<()> {
         "{:<34} {:>12.1} {:>9.2}x   (before {:.1}, after {:.1})",
         "ultralytics YOLO.predict (fp32)", theirs, 1.0, peer_ms[0], peer_ms[1]
     );
-    // How far bf16 moves the result: best-IoU match of every fp32 box among the bf16 ones.
-    let (mut worst_iou, mut worst_score, mut n) = (1.0f32, 0.0f32, 0);
-    for (a, b) in found_by[0].iter().zip(&found_by[1]) {
-        for f in a {
-            n += 1;
-            let best = b
-                .iter()
-                .filter(|g| g.class == f.class)
-                .map(|g| {
-                    (fracture_models::boxes::iou(f.bbox(), g.bbox()), (f.score - g.score).abs())
-                })
-                .max_by(|x, y| x.0.total_cmp(&y.0));
-            let (i, ds) = best.unwrap_or((0.0, f.score));
-            worst_iou = worst_iou.min(i);
-            worst_score = worst_score.max(ds);
+    // How far each variant moves the result: best-IoU match of every fp32 box among its boxes.
+    for (v, (name, _, _)) in variants.iter().enumerate().skip(1) {
+        let (mut worst_iou, mut worst_score, mut n) = (1.0f32, 0.0f32, 0);
+        for (a, b) in found_by[0].iter().zip(&found_by[v]) {
+            for f in a {
+                n += 1;
+                let best = b
+                    .iter()
+                    .filter(|g| g.class == f.class)
+                    .map(|g| {
+                        let iou = fracture_models::boxes::iou(f.bbox(), g.bbox());
+                        (iou, (f.score - g.score).abs())
+                    })
+                    .max_by(|x, y| x.0.total_cmp(&y.0));
+                let (i, ds) = best.unwrap_or((0.0, f.score));
+                worst_iou = worst_iou.min(i);
+                worst_score = worst_score.max(ds);
+            }
         }
+        println!(
+            "\n{name} vs fp32 on the same images: {n} fp32 boxes, worst best-match IoU {worst_iou:.3}, worst score change {worst_score:.4}"
+        );
     }
-    println!(
-        "\nbf16 vs fp32 on the same images: {n} fp32 boxes, worst best-match IoU {worst_iou:.3}, worst score change {worst_score:.4}"
-    );
     println!("(target: ours <= 0.7x ultralytics)");
     Ok(())
 }
