@@ -83,18 +83,27 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     let mut cfg_model = FrcnnConfig::new(2).with_sizes(cfg.size, cfg.size);
     cfg_model.rpn.post_nms_top_n_test = cfg.proposals;
     let vs = VarStore::new(Device::Cpu);
-    let model = FasterRcnn::new(&vs.root(), &cfg_model)?;
+    let mut model = FasterRcnn::new(&vs.root(), &cfg_model)?;
     load_safetensors(&vs, &weights)?;
 
-    println!("ours: {} forwards ...", cfg.passes);
-    let mut fwd = Vec::new();
-    for i in 0..=cfg.passes {
-        let t0 = Instant::now();
-        tch::no_grad(|| model.forward_eval(std::slice::from_ref(&images[0])))?;
-        if i > 0 {
-            fwd.push(t0.elapsed().as_secs_f64() * 1e3);
+    // As torchvision runs it (norms unfolded), then as our predictor does (`fuse`: norms and
+    // ReLUs folded into prepacked oneDNN convolutions).
+    let time_forward = |model: &FasterRcnn, label: &str| -> anyhow::Result<f64> {
+        println!("ours ({label}): {} forwards ...", cfg.passes);
+        let mut ms = Vec::new();
+        for i in 0..=cfg.passes {
+            let t0 = Instant::now();
+            tch::no_grad(|| model.forward_eval(std::slice::from_ref(&images[0])))?;
+            if i > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
-    }
+        Ok(median(ms))
+    };
+    let unfused_fwd = time_forward(&model, "unfused")?;
+    model.fuse();
+    let ours_fwd = time_forward(&model, "fused")?;
+    model.unfuse();
     println!("ours: {} training steps ...", cfg.steps);
     let mut opt = tch::nn::AdamW::default().wd(0.01).build(&vs, 1e-4)?;
     let mut steps = Vec::new();
@@ -154,7 +163,7 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     let after = run_peer(&python, &script, dir.path(), cfg)?;
     let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
     let theirs_step = (before.step_ms + after.step_ms) / 2.0;
-    let (ours_fwd, ours_step) = (median(fwd), median(steps));
+    let ours_step = median(steps);
     println!(
         "\nFaster R-CNN R50-FPN v2, {}x{} resize, {} threads, {} test proposals\n",
         cfg.size, cfg.size, cfg.threads, cfg.proposals
@@ -166,6 +175,13 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
         ours_fwd,
         theirs_fwd,
         ours_fwd / theirs_fwd
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+        "  unfused (no prepacking)",
+        unfused_fwd,
+        theirs_fwd,
+        unfused_fwd / theirs_fwd
     );
     println!(
         "{:<28} {:>12.0} {:>14.0} {:>8.2}",

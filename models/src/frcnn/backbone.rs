@@ -17,6 +17,7 @@ use tch::{TchError, Tensor, nn};
 
 use super::conv_norm::{Conv2d, KAIMING_NORMAL_FAN_OUT};
 use super::norm::{Norm2d, NormKind};
+use crate::packed_conv::InferenceConv;
 
 /// Blocks per stage of ResNet50.
 pub const RESNET50_LAYERS: [i64; 4] = [3, 4, 6, 3];
@@ -69,6 +70,19 @@ pub struct Bottleneck {
     pub(crate) conv3: Conv2d,
     pub(crate) bn3: Norm2d,
     pub(crate) downsample: Option<(Conv2d, Norm2d)>,
+    /// conv1..3 and the projection with their norms (and ReLUs) folded in, by
+    /// [`Bottleneck::fuse`], for eval-mode forwards.
+    folded: Option<FoldedBottleneck>,
+}
+
+/// A [`Bottleneck`]'s convolutions with norms folded in: `relu(c1)`, `relu(c2)`, `c3`, and the
+/// projection.
+#[derive(Debug)]
+struct FoldedBottleneck {
+    c1: InferenceConv,
+    c2: InferenceConv,
+    c3: InferenceConv,
+    downsample: Option<InferenceConv>,
 }
 
 impl Bottleneck {
@@ -110,6 +124,7 @@ impl Bottleneck {
             conv3: conv("conv3", planes, out, 1, 1)?,
             bn3: norm("bn3", out),
             downsample,
+            folded: None,
         })
     }
 
@@ -119,8 +134,29 @@ impl Bottleneck {
         [&self.bn1, &self.bn2, &self.bn3].iter().map(|n| n.weight.size()[0]).sum::<i64>() + ds
     }
 
+    /// Folds the norms' current statistics into the convolutions for eval-mode forwards
+    /// (prepacked for oneDNN on the CPU); `on = false` drops the folded copies.
+    pub fn fuse(&mut self, on: bool) {
+        self.folded = on.then(|| FoldedBottleneck {
+            c1: self.conv1.fold(Some(&self.bn1), true),
+            c2: self.conv2.fold(Some(&self.bn2), true),
+            c3: self.conv3.fold(Some(&self.bn3), false),
+            downsample: self.downsample.as_ref().map(|(c, n)| c.fold(Some(n), false)),
+        });
+    }
+
     /// `[B, inplanes, H, W]` -> `[B, planes·4, H/stride, W/stride]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if let (Some(f), false) = (&self.folded, train || x.requires_grad()) {
+            let y = f.c3.forward(&f.c2.forward(&f.c1.forward(x)));
+            let identity = match &f.downsample {
+                Some(d) => d.forward(x),
+                None => x.shallow_clone(),
+            };
+            let mut out = y + identity;
+            let _ = out.relu_();
+            return out;
+        }
         let y = self.bn1.forward(&self.conv1.forward(x), train).relu();
         let y = self.bn2.forward(&self.conv2.forward(&y), train).relu();
         let y = self.bn3.forward(&self.conv3.forward(&y), train);
@@ -139,6 +175,8 @@ pub struct ResNet50Body {
     pub(crate) bn1: Norm2d,
     pub(crate) layers: Vec<Vec<Bottleneck>>,
     norm_channels: i64,
+    /// The stem (conv1, bn1, ReLU) folded by [`ResNet50Body::fuse`].
+    folded_stem: Option<InferenceConv>,
 }
 
 impl ResNet50Body {
@@ -174,7 +212,14 @@ impl ResNet50Body {
             }
             layers.push(stage);
         }
-        Ok(Self { conv1, bn1, layers, norm_channels })
+        Ok(Self { conv1, bn1, layers, norm_channels, folded_stem: None })
+    }
+
+    /// Folds every norm's current statistics into its convolution for eval-mode forwards
+    /// (prepacked for oneDNN on the CPU); `on = false` drops the folded copies.
+    pub fn fuse(&mut self, on: bool) {
+        self.folded_stem = on.then(|| self.conv1.fold(Some(&self.bn1), true));
+        self.layers.iter_mut().flatten().for_each(|b| b.fuse(on));
     }
 
     /// Channels of all norm layers together (26,560 for ResNet50).
@@ -186,7 +231,10 @@ impl ResNet50Body {
     /// `[B, 1024, H/16, W/16]`, `[B, 2048, H/32, W/32]` (sizes rounded as the strided
     /// convolutions round them).
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut y = self.bn1.forward(&self.conv1.forward(x), train).relu();
+        let mut y = match (&self.folded_stem, train || x.requires_grad()) {
+            (Some(stem), false) => stem.forward(x),
+            _ => self.bn1.forward(&self.conv1.forward(x), train).relu(),
+        };
         y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         let mut outs = Vec::with_capacity(4);
         for stage in &self.layers {

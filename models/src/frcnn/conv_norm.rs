@@ -11,6 +11,7 @@ use tch::nn::{self, Init};
 use tch::{TchError, Tensor};
 
 use super::norm::{Norm2d, NormKind};
+use crate::packed_conv::{Activation, InferenceConv};
 
 /// Kaiming normal, `mode="fan_out"`, `nonlinearity="relu"`: `N(0, 2 / (c2·k·k))` (the ResNet body
 /// and the box head convolutions).
@@ -93,6 +94,29 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding, 1, 1)
     }
+
+    /// An inference copy with the eval-mode `norm` that follows folded in
+    /// (`w' = w·scale`, `b' = b·scale + shift`), then `relu` or nothing.
+    pub fn fold(&self, norm: Option<&Norm2d>, relu: bool) -> InferenceConv {
+        let (weight, bias) = tch::no_grad(|| {
+            let bias = match &self.bias {
+                Some(b) => b.detach(),
+                None => Tensor::zeros(
+                    [self.weight.size()[0]],
+                    (self.weight.kind(), self.weight.device()),
+                ),
+            };
+            match norm {
+                Some(n) => {
+                    let (scale, shift) = n.eval_affine();
+                    (&self.weight * scale.reshape([-1, 1, 1, 1]), bias * &scale + shift)
+                }
+                None => (self.weight.detach().copy(), bias.copy()),
+            }
+        });
+        let act = if relu { Activation::Relu } else { Activation::None };
+        InferenceConv::new(weight, bias, self.stride, self.padding, 1, act)
+    }
 }
 
 /// Which parts follow the convolution.
@@ -112,6 +136,8 @@ pub struct ConvNormAct {
     pub conv: Conv2d,
     pub norm: Option<Norm2d>,
     pub(crate) relu: bool,
+    /// The three folded into one convolution by [`ConvNormAct::fuse`], for inference.
+    folded: Option<InferenceConv>,
 }
 
 impl ConvNormAct {
@@ -120,11 +146,21 @@ impl ConvNormAct {
         let bias_init = spec.norm.is_none().then_some(Init::Const(0.0));
         let conv = Conv2d::new(&p.sub("0"), c1, c2, spec.kernel, 1, spec.init, bias_init, true)?;
         let norm = spec.norm.map(|kind| Norm2d::new(&p.sub("1"), c2, kind, true));
-        Ok(Self { conv, norm, relu: spec.relu })
+        Ok(Self { conv, norm, relu: spec.relu, folded: None })
     }
 
-    /// `[B, c1, H, W]` -> `[B, c2, H, W]`; `train` is passed to the norm.
+    /// Folds the norm's current statistics and the ReLU into one convolution that eval-mode
+    /// forwards use from now on (prepacked for oneDNN on the CPU); `on = false` drops it.
+    pub fn fuse(&mut self, on: bool) {
+        self.folded = on.then(|| self.conv.fold(self.norm.as_ref(), self.relu));
+    }
+
+    /// `[B, c1, H, W]` -> `[B, c2, H, W]`; `train` is passed to the norm (a fused block in
+    /// eval mode runs its folded convolution).
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if let (Some(f), false) = (&self.folded, train || x.requires_grad()) {
+            return f.forward(x);
+        }
         let y = self.conv.forward(x);
         let y = match &self.norm {
             Some(n) => n.forward(&y, train),

@@ -54,6 +54,12 @@ impl Fpn {
         Ok(Self { inner_blocks, layer_blocks })
     }
 
+    /// Folds each block's norm into its convolution for eval-mode forwards (see
+    /// [`ConvNormAct::fuse`]).
+    pub fn fuse(&mut self, on: bool) {
+        self.inner_blocks.iter_mut().chain(&mut self.layer_blocks).for_each(|b| b.fuse(on));
+    }
+
     /// C2..C5 (highest resolution first) -> P2..P5 and the pooled P6, each `[B, 256, h, w]` at the
     /// input level's size (P6: `ceil(h5 / 2) × ceil(w5 / 2)`).
     pub fn forward(&self, xs: &[Tensor], train: bool) -> Vec<Tensor> {

@@ -159,6 +159,26 @@ impl FasterRcnn {
         self.num_classes
     }
 
+    /// Folds every norm (and the ReLU after it) into its convolution from the current
+    /// statistics, for inference: eval-mode forwards that need no gradient then run one
+    /// convolution per layer, prepacked for oneDNN on the CPU. Call after loading weights;
+    /// training forwards ignore the folded copies, and [`FasterRcnn::unfuse`] drops them.
+    pub fn fuse(&mut self) {
+        self.set_fused(true);
+    }
+
+    /// Drops what [`FasterRcnn::fuse`] built.
+    pub fn unfuse(&mut self) {
+        self.set_fused(false);
+    }
+
+    fn set_fused(&mut self, on: bool) {
+        self.body.fuse(on);
+        self.fpn.fuse(on);
+        self.rpn.head.fuse(on);
+        self.roi_heads.box_head.fuse(on);
+    }
+
     /// Variables' elements that PyTorch would not count as parameters besides the batch-norm
     /// statistics: the affine weights of `FrozenBatchNorm2d` layers.
     pub(crate) fn frozen_affine_elements(&self) -> i64 {

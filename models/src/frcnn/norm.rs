@@ -67,14 +67,19 @@ impl Norm2d {
                 true,
             ),
             NormKind::Frozen => {
-                // torchvision's order: scale = γ·rsqrt(var + eps), shift = β - mean·scale.
+                let (scale, shift) = self.eval_affine();
                 let shape = [1, -1, 1, 1];
-                let scale =
-                    self.weight.reshape(shape) * (self.running_var.reshape(shape) + BN_EPS).rsqrt();
-                let shift = self.bias.reshape(shape) - self.running_mean.reshape(shape) * &scale;
-                x * scale + shift
+                x * scale.reshape(shape) + shift.reshape(shape)
             }
         }
+    }
+
+    /// The eval-mode norm as `x·scale + shift` per channel, both `[C]`, in torchvision's
+    /// `FrozenBatchNorm2d` order: `scale = γ·rsqrt(var + eps)`, `shift = β - mean·scale`.
+    pub fn eval_affine(&self) -> (Tensor, Tensor) {
+        let scale = &self.weight * (&self.running_var + BN_EPS).rsqrt();
+        let shift = &self.bias - &self.running_mean * &scale;
+        (scale, shift)
     }
 }
 

@@ -133,8 +133,9 @@ impl FrcnnPredictor {
             cfg.rpn.post_nms_top_n_test = n;
         }
         let vs = VarStore::new(opts.device);
-        let model = FasterRcnn::new(&vs.root(), &cfg)?;
+        let mut model = FasterRcnn::new(&vs.root(), &cfg)?;
         load_named(&vs, weights_file::load_tensors(path)?, path)?;
+        model.fuse();
         Ok(Self { _vs: vs, model, classes })
     }
 

@@ -95,6 +95,12 @@ impl BoxHead {
         Ok(Self { convs, fc })
     }
 
+    /// Folds the four convolutions' norms and ReLUs for eval-mode forwards (see
+    /// [`ConvNormAct::fuse`]).
+    pub fn fuse(&mut self, on: bool) {
+        self.convs.iter_mut().for_each(|c| c.fuse(on));
+    }
+
     /// `[R, 256, 7, 7]` -> `[R, 1024]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         // Channels-last runs oneDNN's faster convolution kernels on CPU (the four 3×3 convs

@@ -107,6 +107,12 @@ impl RpnHead {
         Ok(Self { convs, cls_logits, bbox_pred })
     }
 
+    /// Folds the shared convolutions' norms and ReLUs for inference (see
+    /// [`ConvNormAct::fuse`]).
+    pub fn fuse(&mut self, on: bool) {
+        self.convs.iter_mut().for_each(|c| c.fuse(on));
+    }
+
     /// Per level `[B, 256, H, W]` -> (objectness `[B, A, H, W]`, deltas `[B, 4A, H, W]`) per level.
     pub fn forward(&self, features: &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) {
         features
