@@ -137,17 +137,21 @@ impl PackedConv {
         Some(Self { weight: packed, bias, stride, padding, groups, act })
     }
 
-    /// `act(conv2d(x))` for a float32 CPU `x` (`[n, c_in, h, w]`, best channels-last); `None`
-    /// when libtorch rejects the call, so the caller can fall back to `conv2d`.
+    /// `act(conv2d(x))` for a float32 CPU `x` (`[n, c_in, h, w]`, best channels-last); the
+    /// reason when `x` does not qualify or libtorch rejects the call, so the caller can fall
+    /// back to `conv2d`.
     #[allow(unsafe_code)]
-    pub fn forward(&self, x: &Tensor) -> Option<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, String> {
         if x.device() != Device::Cpu || x.kind() != Kind::Float || x.dim() != 4 {
-            return None;
+            let (device, kind, dims) = (x.device(), x.kind(), x.dim());
+            return Err(format!(
+                "needs a 4-d float32 CPU input, got {dims}-d {kind:?} on {device:?}"
+            ));
         }
         let padding = [self.padding; 2];
         let stride = [self.stride; 2];
         let dilation = [1i64; 2];
-        let mut err = [0 as c_char; 256];
+        let mut err = [0u8; 256];
         let bias = self.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
         // SAFETY: every tensor pointer comes from a live `Tensor` borrowed for the whole call
         // (or is null for "no bias", which the shim checks); the three arrays hold the two
@@ -163,16 +167,20 @@ impl PackedConv {
                 dilation.as_ptr(),
                 self.groups,
                 self.act.attr().as_ptr(),
-                err.as_mut_ptr(),
+                err.as_mut_ptr().cast::<c_char>(),
                 err.len(),
             )
         };
         if out.is_null() {
-            return None;
+            let msg = CStr::from_bytes_until_nul(&err).map_or_else(
+                |_| "libtorch refused the call".to_string(),
+                |m| m.to_string_lossy().into_owned(),
+            );
+            return Err(msg);
         }
         // SAFETY: a non-null result is a heap `at::Tensor` the shim allocated for us to own;
         // `Tensor`'s drop frees it.
-        Some(unsafe { Tensor::from_ptr(out) })
+        Ok(unsafe { Tensor::from_ptr(out) })
     }
 }
 
@@ -221,7 +229,7 @@ impl InferenceConv {
                 let (w, b) = (&self.weight, Some(&self.bias));
                 PackedConv::pack(w, b, self.stride, self.padding, self.groups, self.act, &x.size())
             });
-            if let Some(y) = packed.as_ref().and_then(|p| p.forward(x)) {
+            if let Some(Ok(y)) = packed.as_ref().map(|p| p.forward(x)) {
                 return y;
             }
         }
@@ -302,6 +310,7 @@ mod tests {
         assert!(PackedConv::pack(&wg, None, 1, 1, 1, Activation::None, &[1, 4, 8, 8]).is_none());
         let packed = PackedConv::pack(&w.detach(), None, 1, 1, 1, Activation::None, &[1, 4, 8, 8]);
         let x = Tensor::randn([1, 4, 8, 8], (Kind::Double, Device::Cpu));
-        assert!(packed.expect("packs").forward(&x).is_none());
+        let err = packed.expect("packs").forward(&x).unwrap_err();
+        assert!(err.contains("Double"), "{err}");
     }
 }

@@ -2,8 +2,9 @@
 //! weights and images, 2 threads: the eval forward at 416 (batch 1; target ≤ 0.9×
 //! torchvision's time) on libtorch and on ONNX Runtime (fp32 and INT8: one bundle exported by
 //! `fracture export` and calibrated by `fracture calibrate`, with this run's proposal count),
-//! and one training step at batch 2 (forward with the four losses, backward, AdamW). torchvision runs before and after ours; its figure is the mean of the two
-//! medians (this machine's speed drifts over minutes).
+//! and one training step at batch 2 (forward with the four losses, backward, AdamW).
+//! torchvision runs before and after ours; its figure is the mean of the two medians (this
+//! machine's speed drifts over minutes).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -90,15 +91,10 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     // ReLUs folded into prepacked oneDNN convolutions).
     let time_forward = |model: &FasterRcnn, label: &str| -> anyhow::Result<f64> {
         println!("ours ({label}): {} forwards ...", cfg.passes);
-        let mut ms = Vec::new();
-        for i in 0..=cfg.passes {
-            let t0 = Instant::now();
+        median_ms(cfg.passes, || {
             tch::no_grad(|| model.forward_eval(std::slice::from_ref(&images[0])))?;
-            if i > 0 {
-                ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        Ok(median(ms))
+            Ok(())
+        })
     };
     let unfused_fwd = time_forward(&model, "unfused")?;
     model.fuse();
@@ -106,18 +102,14 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     model.unfuse();
     println!("ours: {} training steps ...", cfg.steps);
     let mut opt = tch::nn::AdamW::default().wd(0.01).build(&vs, 1e-4)?;
-    let mut steps = Vec::new();
-    for i in 0..=cfg.steps {
-        let t0 = Instant::now();
+    let ours_step = median_ms(cfg.steps, || {
         opt.zero_grad();
         let losses = model.forward_train(&images, &targets)?;
         let total = &losses.objectness + &losses.rpn_box_reg + &losses.classifier + &losses.box_reg;
         total.backward();
         opt.step();
-        if i > 0 {
-            steps.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(())
+    })?;
     // One bundle for both ONNX Runtime rows: the peer's weights (as loaded above, before the
     // training steps) with our metadata, so `fracture export` keeps this run's proposal count,
     // then `fracture calibrate` adds its INT8 model.
@@ -148,22 +140,16 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     let time_ort = |file: &str| -> anyhow::Result<f64> {
         println!("onnxruntime {file}: {} forwards ...", cfg.passes);
         let ort = FrcnnOrt::open_bundle(&bundle, &bundle.dir.join(file), 0.05, &ort_opts)?;
-        let mut ms = Vec::new();
-        for i in 0..=cfg.passes {
-            let t0 = Instant::now();
+        median_ms(cfg.passes, || {
             ort.forward(&input)?;
-            if i > 0 {
-                ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        Ok(median(ms))
+            Ok(())
+        })
     };
     let ort_fwd = time_ort(ONNX_FP32)?;
     let int8_fwd = time_ort(ONNX_INT8)?;
     let after = run_peer(&python, &script, dir.path(), cfg)?;
     let theirs_fwd = (before.forward_ms + after.forward_ms) / 2.0;
     let theirs_step = (before.step_ms + after.step_ms) / 2.0;
-    let ours_step = median(steps);
     println!(
         "\nFaster R-CNN R50-FPN v2, {}x{} resize, {} threads, {} test proposals\n",
         cfg.size, cfg.size, cfg.threads, cfg.proposals
@@ -207,4 +193,16 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     let ok = if ours_fwd / theirs_fwd <= 0.9 { "PASS" } else { "FAIL" };
     println!("\ntarget: forward <= 0.9x torchvision -> {ok}");
     Ok(())
+}
+
+/// Runs `f` once to warm up, then `passes` more times; the median of those, in ms.
+fn median_ms(passes: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut ms = Vec::with_capacity(passes);
+    for _ in 0..passes {
+        let t0 = Instant::now();
+        f()?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(ms))
 }
