@@ -14,7 +14,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use fracture_models::frcnn::{FasterRcnn, FrcnnConfig};
+use fracture_models::frcnn::{FasterRcnn, FrcnnConfig, FrcnnPredictOptions, FrcnnPredictor};
 use support::fracture;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -58,7 +58,8 @@ fn frcnn_trains_from_a_resnet50_resumes_and_predicts() {
     std::fs::write(
         &hyp,
         "[frcnn]\nrpn_post_nms_top_n_train = 300\nrpn_post_nms_top_n_test = 100\n\
-         box_batch_size_per_image = 64\nloss_box_reg = 2.0\n",
+         box_batch_size_per_image = 64\nloss_box_reg = 2.0\n\
+         anchor_sizes = [16.0, 32.0, 64.0, 128.0, 256.0]\n",
     )
     .unwrap();
     let run = tmp.path().join("run");
@@ -128,6 +129,13 @@ fn frcnn_trains_from_a_resnet50_resumes_and_predicts() {
     assert_eq!(meta.arch, "frcnn-r50-fpn-v2");
     assert_eq!(meta.classes, vec!["fracture".to_string()]);
     assert_eq!((meta.extra["min_size"].as_str(), meta.extra["max_size"].as_str()), ("128", "160"));
+    // The anchors trained with travel with the weights and come back in the predictor.
+    assert_eq!(meta.extra["anchor_sizes"], "16,32,64,128,256");
+    let predictor = FrcnnPredictor::load(&best, None, FrcnnPredictOptions::default()).unwrap();
+    let cells = predictor.model().rpn.anchor_generator.cell_anchors();
+    // P2's square anchor (ratio 1) is 16 pixels wide: [-8, -8, 8, 8].
+    let square: Vec<f32> = Vec::try_from(cells[0].get(1)).unwrap();
+    assert_eq!(square, [-8.0, -8.0, 8.0, 8.0]);
     let weights: std::collections::HashMap<String, Tensor> =
         fracture_models::weights_file::load_tensors(&best).unwrap().into_iter().collect();
     assert_eq!(weights["roi_heads.box_predictor.cls_score.weight"].size(), [2, 1024]);

@@ -1,8 +1,9 @@
 """torchvision's Faster R-CNN ResNet50-FPN v2 timings for `fracture-bench frcnn`.
 
 Builds `fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=2,
-min_size=SIZE, max_size=SIZE)` from the seed (BatchNorm2d, every layer trainable: what
-torchvision builds without pretrained weights), with 2 torch threads, and writes into OUT/:
+min_size=SIZE, max_size=SIZE, rpn_post_nms_top_n_test=PROPOSALS)` from the seed
+(BatchNorm2d, every layer trainable: what torchvision builds without pretrained weights),
+with 2 torch threads, and writes into OUT/:
 
   weights.safetensors  its state_dict, for the Rust side to load the same network
   inputs.safetensors   image0 [3,H0,W0], image1 [3,H1,W1] in [0,1]; boxes0/boxes1 [N,4]
@@ -24,6 +25,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--size", type=int, default=416)
+    ap.add_argument("--proposals", type=int, default=1000)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -38,7 +40,8 @@ def main():
     torch.manual_seed(args.seed)
     s = args.size
     model = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=2,
-                                       min_size=s, max_size=s)
+                                       min_size=s, max_size=s,
+                                       rpn_post_nms_top_n_test=args.proposals)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               os.path.join(args.out, "weights.safetensors"))
     g = torch.Generator().manual_seed(args.seed + 1)

@@ -46,7 +46,7 @@ fn run_peer(python: &Path, script: &Path, out: &Path, cfg: &FrcnnBench) -> anyho
         .arg(script)
         .arg("--out")
         .arg(out)
-        .args(["--size", &cfg.size.to_string()])
+        .args(["--size", &cfg.size.to_string(), "--proposals", &cfg.proposals.to_string()])
         .args(["--passes", &cfg.passes.to_string(), "--steps", &cfg.steps.to_string()])
         .status()
         .context("running frcnn_bench.py")?;

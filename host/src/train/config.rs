@@ -80,6 +80,11 @@ pub struct FrcnnHyp {
     /// (the box head's cost is proportional to them).
     pub rpn_post_nms_top_n_train: i64,
     pub rpn_post_nms_top_n_test: i64,
+    /// Anchor size in pixels per FPN level P2..P6 (five, ratios 0.5/1/2 on each); default
+    /// torchvision's `[32, 64, 128, 256, 512]`. Objects much smaller than the smallest anchor
+    /// only ever match one at a low IoU: at small input sizes halve them (`[16, 32, 64, 128,
+    /// 256]`). Saved with the weights, so prediction and export use the same.
+    pub anchor_sizes: Option<Vec<f64>>,
 }
 
 impl Default for FrcnnHyp {
@@ -97,6 +102,7 @@ impl Default for FrcnnHyp {
             box_batch_size_per_image: 512,
             rpn_post_nms_top_n_train: 2000,
             rpn_post_nms_top_n_test: 1000,
+            anchor_sizes: None,
         }
     }
 }
@@ -203,6 +209,13 @@ impl TrainConfig {
         if counts.iter().any(|&c| c < 1) {
             return bad(format!("frcnn sample and proposal counts must be >= 1, got {counts:?}"));
         }
+        if let Some(sizes) = &f.anchor_sizes
+            && (sizes.len() != 5 || sizes.iter().any(|s| !(s.is_finite() && *s >= 1.0)))
+        {
+            return bad(format!(
+                "frcnn.anchor_sizes needs five sizes >= 1 pixel (P2..P6), got {sizes:?}"
+            ));
+        }
         Ok(())
     }
 }
@@ -242,6 +255,12 @@ mod tests {
             (c.frcnn.loss_box_reg, c.frcnn.min_size, c.frcnn.max_size),
             (2.0, Some(128), None)
         );
+        std::fs::write(&p, "[frcnn]\nanchor_sizes = [16, 32, 64, 128]\n").unwrap();
+        let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("anchor_sizes needs five"), "{e}");
+        std::fs::write(&p, "[frcnn]\nanchor_sizes = [16, 32, 64, 128, 256]\n").unwrap();
+        let c = TrainConfig::from_toml_file(&p).unwrap();
+        assert_eq!(c.frcnn.anchor_sizes, Some(vec![16.0, 32.0, 64.0, 128.0, 256.0]));
         std::fs::write(&p, "imgsz = 400\n").unwrap();
         assert!(
             TrainConfig::from_toml_file(&p).unwrap_err().to_string().contains("multiple of 32")

@@ -18,7 +18,9 @@
 
 use std::path::Path;
 
-use fracture_models::frcnn::predictor::{FrcnnPredictor, PROPOSALS_KEY};
+use fracture_models::frcnn::predictor::{
+    ANCHOR_SIZES_KEY, FrcnnPredictor, PROPOSALS_KEY, anchor_sizes_text,
+};
 use fracture_models::frcnn::{
     ARCH, FasterRcnn, Focal, FrcnnConfig, FrcnnLosses, FrcnnTarget, LossWeights, load_partial,
 };
@@ -65,6 +67,9 @@ impl FrcnnModel {
         m.rpn.post_nms_top_n_train = h.rpn_post_nms_top_n_train;
         m.rpn.post_nms_top_n_test = h.rpn_post_nms_top_n_test;
         m.roi_heads.batch_size_per_image = h.box_batch_size_per_image;
+        if let Some(sizes) = &h.anchor_sizes {
+            m.rpn.anchor_sizes.clone_from(sizes);
+        }
         m.loss.weights = LossWeights {
             objectness: h.loss_objectness,
             rpn_box_reg: h.loss_rpn_box_reg,
@@ -121,6 +126,7 @@ impl TrainableModel for FrcnnModel {
                 ("min_size".to_string(), t.min_size.to_string()),
                 ("max_size".to_string(), t.max_size.to_string()),
                 (PROPOSALS_KEY.to_string(), self.model_cfg.rpn.post_nms_top_n_test.to_string()),
+                (ANCHOR_SIZES_KEY.to_string(), anchor_sizes_text(&self.model_cfg.rpn.anchor_sizes)),
             ],
         )
     }

@@ -13,6 +13,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::FrcnnError;
 
+/// v2's anchor sizes, one per FPN level (P2..P6).
+pub const FPN_DEFAULT_SIZES: [f64; 5] = [32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// The anchor layout.
 #[derive(Debug)]
 pub struct AnchorGenerator {
@@ -47,11 +50,20 @@ impl AnchorGenerator {
     /// `fasterrcnn_resnet50_fpn_v2`'s anchors: sizes `((32,), (64,), (128,), (256,), (512,))`,
     /// ratios `(0.5, 1.0, 2.0)` on every level.
     pub fn fpn_default() -> Self {
-        let sizes: Vec<Vec<f64>> =
-            [32.0, 64.0, 128.0, 256.0, 512.0].iter().map(|&s| vec![s]).collect();
+        Self::fpn(&FPN_DEFAULT_SIZES).expect("the default sizes are valid")
+    }
+
+    /// One size per FPN level (`sizes[l]` pixels on level `l`), v2's ratios `(0.5, 1.0, 2.0)`
+    /// everywhere: torchvision's `AnchorGenerator(((s0,), (s1,), ...), ((0.5, 1.0, 2.0),) * L)`.
+    pub fn fpn(sizes: &[f64]) -> Result<Self, FrcnnError> {
+        let sizes: Vec<Vec<f64>> = sizes.iter().map(|&s| vec![s]).collect();
         let ratios = vec![vec![0.5, 1.0, 2.0]; sizes.len()];
-        let cell_anchors = sizes.iter().zip(&ratios).map(|(s, r)| cell_anchors(s, r)).collect();
-        Self { sizes, aspect_ratios: ratios, cell_anchors }
+        Self::new(sizes, ratios)
+    }
+
+    /// The size of each level's anchors (one per level for [`Self::fpn`]).
+    pub fn sizes(&self) -> &[Vec<f64>] {
+        &self.sizes
     }
 
     pub fn num_levels(&self) -> usize {
@@ -136,6 +148,18 @@ mod tests {
             ]
         );
         assert_eq!(rows(&g.cell_anchors()[4])[1], vec![-256.0, -256.0, 256.0, 256.0]);
+    }
+
+    #[test]
+    fn other_sizes_per_level() {
+        let g = AnchorGenerator::fpn(&[16.0, 32.0, 64.0, 128.0, 256.0]).unwrap();
+        assert_eq!(g.num_anchors_per_location(), vec![3; 5]);
+        assert_eq!(rows(&g.cell_anchors()[0])[1], vec![-8.0, -8.0, 8.0, 8.0]);
+        assert_eq!(
+            rows(&g.cell_anchors()[1]),
+            rows(&AnchorGenerator::fpn_default().cell_anchors()[0])
+        );
+        assert!(AnchorGenerator::fpn(&[16.0, 0.0]).is_err());
     }
 
     #[test]

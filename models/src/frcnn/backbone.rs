@@ -15,7 +15,7 @@
 
 use tch::{TchError, Tensor, nn};
 
-use super::conv_norm::{Conv2d, KAIMING_NORMAL_FAN_OUT};
+use super::conv_norm::{Conv2d, KAIMING_NORMAL_FAN_OUT, usable_folded};
 use super::norm::{Norm2d, NormKind};
 use crate::packed_conv::InferenceConv;
 
@@ -147,7 +147,7 @@ impl Bottleneck {
 
     /// `[B, inplanes, H, W]` -> `[B, planes·4, H/stride, W/stride]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        if let (Some(f), false) = (&self.folded, train || x.requires_grad()) {
+        if let Some(f) = usable_folded(&self.folded, x, train) {
             let y = f.c3.forward(&f.c2.forward(&f.c1.forward(x)));
             let identity = match &f.downsample {
                 Some(d) => d.forward(x),
@@ -231,9 +231,9 @@ impl ResNet50Body {
     /// `[B, 1024, H/16, W/16]`, `[B, 2048, H/32, W/32]` (sizes rounded as the strided
     /// convolutions round them).
     pub fn forward(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut y = match (&self.folded_stem, train || x.requires_grad()) {
-            (Some(stem), false) => stem.forward(x),
-            _ => self.bn1.forward(&self.conv1.forward(x), train).relu(),
+        let mut y = match usable_folded(&self.folded_stem, x, train) {
+            Some(stem) => stem.forward(x),
+            None => self.bn1.forward(&self.conv1.forward(x), train).relu(),
         };
         y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         let mut outs = Vec::with_capacity(4);

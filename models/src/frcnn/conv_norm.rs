@@ -158,7 +158,7 @@ impl ConvNormAct {
     /// `[B, c1, H, W]` -> `[B, c2, H, W]`; `train` is passed to the norm (a fused block in
     /// eval mode runs its folded convolution).
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        if let (Some(f), false) = (&self.folded, train || x.requires_grad()) {
+        if let Some(f) = usable_folded(&self.folded, x, train) {
             return f.forward(x);
         }
         let y = self.conv.forward(x);
@@ -168,6 +168,16 @@ impl ConvNormAct {
         };
         if self.relu { y.relu() } else { y }
     }
+}
+
+/// A block's folded (norm-free) copy, when this forward may use it: in eval mode on an input
+/// that needs no gradient. Training and gradient checks always run the unfolded layers.
+pub(crate) fn usable_folded<'a, T>(
+    folded: &'a Option<T>,
+    x: &Tensor,
+    train: bool,
+) -> Option<&'a T> {
+    folded.as_ref().filter(|_| !train && !x.requires_grad())
 }
 
 /// An `nn.Linear` with PyTorch's default init: `weight [out, in]`, `bias [out]`.

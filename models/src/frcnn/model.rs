@@ -436,6 +436,10 @@ mod tests {
         let mut cfg = FrcnnConfig::new(2);
         cfg.roi_heads.nms_thresh = 1.5;
         assert!(matches!(FasterRcnn::new(&vs.root(), &cfg), Err(FrcnnError::Config(_))));
+        // One anchor size per FPN level (five).
+        let mut cfg = FrcnnConfig::new(2);
+        cfg.rpn.anchor_sizes = vec![16.0, 32.0, 64.0, 128.0];
+        assert!(matches!(FasterRcnn::new(&vs.root(), &cfg), Err(FrcnnError::Config(_))));
     }
 
     #[test]

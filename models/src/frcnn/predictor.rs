@@ -67,6 +67,22 @@ impl Default for FrcnnPredictOptions {
 /// (`rpn_post_nms_top_n_test`); prediction uses the same unless told otherwise.
 pub const PROPOSALS_KEY: &str = "rpn_post_nms_top_n_test";
 
+/// Metadata key of the anchor sizes per FPN level the weights were trained with
+/// (comma-separated; absent: torchvision's `32,64,128,256,512`).
+pub const ANCHOR_SIZES_KEY: &str = "anchor_sizes";
+
+/// `sizes` as [`ANCHOR_SIZES_KEY`] stores them.
+pub fn anchor_sizes_text(sizes: &[f64]) -> String {
+    sizes.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The anchor sizes [`ANCHOR_SIZES_KEY`] holds, `None` when absent.
+pub fn trained_anchor_sizes(meta: &weights_file::WeightsMeta) -> Result<Option<Vec<f64>>, String> {
+    let Some(text) = meta.extra.get(ANCHOR_SIZES_KEY) else { return Ok(None) };
+    let sizes: Result<Vec<f64>, _> = text.split(',').map(|v| v.trim().parse::<f64>()).collect();
+    sizes.map(Some).map_err(|_| format!("{ANCHOR_SIZES_KEY}={text}"))
+}
+
 /// A loaded Faster R-CNN ready to predict.
 #[derive(Debug)]
 pub struct FrcnnPredictor {
@@ -95,7 +111,7 @@ impl FrcnnPredictor {
         opts: FrcnnPredictOptions,
     ) -> Result<Self, FrcnnPredictError> {
         let meta = weights_file::read_meta(path)?;
-        let (classes, sizes) = match (meta, classes) {
+        let (classes, trained) = match (meta, classes) {
             (Some(m), _) => {
                 if m.arch != ARCH {
                     return Err(FrcnnPredictError::NotFrcnn {
@@ -115,15 +131,16 @@ impl FrcnnPredictor {
                     }
                     None => None,
                 };
-                (m.classes, Some((sizes, proposals)))
+                let anchors = trained_anchor_sizes(&m).map_err(bad)?;
+                (m.classes, Some((sizes, proposals, anchors)))
             }
             (None, Some(c)) => (c, None),
             (None, None) => {
                 return Err(WeightsFileError::NoMetadata { path: path.to_path_buf() }.into());
             }
         };
-        let (min_t, max_t) = sizes.map_or((800, 1333), |(s, _)| s);
-        let trained_proposals = sizes.and_then(|(_, p)| p);
+        let (min_t, max_t) = trained.as_ref().map_or((800, 1333), |(s, _, _)| *s);
+        let trained_proposals = trained.as_ref().and_then(|(_, p, _)| *p);
         let mut cfg = FrcnnConfig::new(classes.len() as i64 + 1)
             .with_sizes(opts.min_size.unwrap_or(min_t), opts.max_size.unwrap_or(max_t));
         cfg.roi_heads.score_thresh = opts.score_thresh;
@@ -131,6 +148,9 @@ impl FrcnnPredictor {
         cfg.roi_heads.detections_per_img = opts.detections_per_img;
         if let Some(n) = opts.proposals.or(trained_proposals) {
             cfg.rpn.post_nms_top_n_test = n;
+        }
+        if let Some(anchors) = trained.and_then(|(_, _, a)| a) {
+            cfg.rpn.anchor_sizes = anchors;
         }
         let vs = VarStore::new(opts.device);
         let mut model = FasterRcnn::new(&vs.root(), &cfg)?;

@@ -20,10 +20,11 @@
 use tch::{Kind, TchError, Tensor, nn};
 
 use super::FrcnnError;
-use super::anchors::AnchorGenerator;
+use super::anchors::{AnchorGenerator, FPN_DEFAULT_SIZES};
 use super::batched_nms::batched_nms;
 use super::box_coder::BoxCoder;
 use super::conv_norm::{Conv2d, ConvNormAct, ConvNormActSpec, NORMAL_STD_001};
+use super::fpn::FPN_LEVEL_NAMES;
 use super::transform::ImageBatch;
 
 /// RPN settings; defaults are torchvision's `FasterRCNN` defaults.
@@ -44,6 +45,10 @@ pub struct RpnConfig {
     /// Training: anchors sampled per image, and the positive share.
     pub batch_size_per_image: i64,
     pub positive_fraction: f64,
+    /// Anchor size per FPN level (P2..P6), ratios 0.5, 1, 2 on each: v2's `32..512` by
+    /// default. Smaller sizes suit small objects at small input sizes; the head's shapes do
+    /// not depend on them.
+    pub anchor_sizes: Vec<f64>,
 }
 
 impl Default for RpnConfig {
@@ -60,6 +65,7 @@ impl Default for RpnConfig {
             bg_iou_thresh: 0.3,
             batch_size_per_image: 256,
             positive_fraction: 0.5,
+            anchor_sizes: FPN_DEFAULT_SIZES.to_vec(),
         }
     }
 }
@@ -177,7 +183,14 @@ impl Rpn {
                 cfg.nms_thresh
             )));
         }
-        let anchor_generator = AnchorGenerator::fpn_default();
+        if cfg.anchor_sizes.len() != FPN_LEVEL_NAMES.len() {
+            return Err(FrcnnError::Config(format!(
+                "anchor sizes: one per FPN level ({}) is needed, got {:?}",
+                FPN_LEVEL_NAMES.len(),
+                cfg.anchor_sizes
+            )));
+        }
+        let anchor_generator = AnchorGenerator::fpn(&cfg.anchor_sizes)?;
         let a = anchor_generator.num_anchors_per_location()[0];
         let head = RpnHead::new(&p.sub("head"), channels, a, 2)?;
         Ok(Self { anchor_generator, head, box_coder: BoxCoder::new([1.0; 4]), cfg })

@@ -41,6 +41,7 @@ use super::frcnn_rpn::{ImageInfo, proposals};
 use super::graph::{Dim, GraphBuilder, Trace, Value};
 use super::proto::{DataType, ModelProto};
 use super::{BATCH, INPUT, OnnxError};
+use crate::frcnn::predictor::{ANCHOR_SIZES_KEY, anchor_sizes_text};
 use crate::frcnn::{ARCH, FasterRcnn};
 
 /// Output names.
@@ -98,6 +99,7 @@ fn metadata(model: &FasterRcnn, names: &[String]) -> Vec<(&'static str, String)>
         ("score_thresh", r.score_thresh.to_string()),
         ("nms_thresh", r.nms_thresh.to_string()),
         ("rpn_post_nms_top_n_test", model.rpn.cfg.post_nms_top_n_test.to_string()),
+        (ANCHOR_SIZES_KEY, anchor_sizes_text(&model.rpn.cfg.anchor_sizes)),
         ("labels", "1-based (label k is names[k-1]); 0 on padding rows".to_string()),
         ("padding", "rows after an image's detections have score 0".to_string()),
     ]
