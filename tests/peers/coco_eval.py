@@ -66,8 +66,12 @@ def prf(path):
 
     import numpy as np
     import torch
-    from ultralytics.engine.validator import BaseValidator
-    from ultralytics.utils.metrics import ap_per_class, box_iou, smooth
+
+    # ultralytics' first import on a machine prints "Creating new Ultralytics Settings" to
+    # stdout, which carries this script's JSON: send it to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        from ultralytics.engine.validator import BaseValidator
+        from ultralytics.utils.metrics import ap_per_class, box_iou, smooth
 
     # What DetectionValidator._process_batch does, on a stand-in for the validator.
     validator = types.SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
