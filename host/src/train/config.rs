@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use fracture_models::frcnn::fpn::FPN_LEVEL_NAMES;
+
 use super::augment::AugmentConfig;
 use super::optimizer::OptimizerKind;
 use super::schedule::LrShape;
@@ -210,7 +212,8 @@ impl TrainConfig {
             return bad(format!("frcnn sample and proposal counts must be >= 1, got {counts:?}"));
         }
         if let Some(sizes) = &f.anchor_sizes
-            && (sizes.len() != 5 || sizes.iter().any(|s| !(s.is_finite() && *s >= 1.0)))
+            && (sizes.len() != FPN_LEVEL_NAMES.len()
+                || sizes.iter().any(|s| !(s.is_finite() && *s >= 1.0)))
         {
             return bad(format!(
                 "frcnn.anchor_sizes needs five sizes >= 1 pixel (P2..P6), got {sizes:?}"

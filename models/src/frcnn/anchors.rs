@@ -61,11 +61,6 @@ impl AnchorGenerator {
         Self::new(sizes, ratios)
     }
 
-    /// The size of each level's anchors (one per level for [`Self::fpn`]).
-    pub fn sizes(&self) -> &[Vec<f64>] {
-        &self.sizes
-    }
-
     pub fn num_levels(&self) -> usize {
         self.sizes.len()
     }
