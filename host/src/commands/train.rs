@@ -25,6 +25,9 @@ use crate::train::yolo::{YoloModel, YoloTrainer};
   fracture train --arch yolo11s --data FracAtlas --out runs/s --hyp best.toml --init yolo11s-coco.safetensors\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s --resume\n  \
   fracture train --arch frcnn-r50-fpn-v2 --data FracAtlas --out runs/frcnn --batch 4 --init resnet50-imagenet.safetensors\n\n\
+Faster R-CNN's own settings live in the --hyp file's [frcnn] table: loss weights, sample and proposal \
+counts, anchor_sizes (one per FPN level, default [32, 64, 128, 256, 512]; smaller for small objects \
+at small sizes, saved with the weights). See the README.\n\n\
 The study's two-stage schedule (general features at 320, then 416 with the backbone frozen):\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s320 --imgsz 320 --epochs 60\n  \
   fracture train --arch yolo11s --data FracAtlas --out runs/s416 --imgsz 416 --epochs 40 \\\n      \
