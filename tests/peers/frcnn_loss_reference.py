@@ -14,10 +14,12 @@ they drew (positives, negatives), so the Rust side can replay them. Writes into 
   tensors.safetensors  image{i} [3,H,W]; boxes{i} [N,4] (original pixels); labels{i} [N];
                        rpn_pos{i}/rpn_neg{i}, roi_pos{i}/roi_neg{i} (int64 indices);
                        prop{i} [K,4] (training proposals, resized pixels);
+                       box_features [S,1024] (the box head's output for the sampled RoIs);
                        grad:<parameter> for a few parameters
   meta.json            the four losses (float64 of the float32 values), counts, timings
 
-Nothing is downloaded (no pretrained weights are requested).
+Nothing is downloaded (no pretrained weights are requested). Exactly tied proposal scores are
+ordered by index (`frcnn_reference.stable_nms_ties`), as on the Rust side.
 """
 
 import argparse
@@ -85,7 +87,9 @@ def run_case(case, out, seed):
     import torch
     from safetensors.torch import save_file
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
-    from frcnn_reference import randomize
+    from frcnn_reference import randomize, stable_nms_ties
+
+    stable_nms_ties()  # exactly tied proposals in index order on every CPU (see there)
 
     name, nc, min_size, max_size, sizes, nboxes = case.split(":")
     nc, min_size, max_size = int(nc), int(min_size), int(max_size)
@@ -121,6 +125,9 @@ def run_case(case, out, seed):
         return res
 
     model.rpn.filter_proposals = capture_proposals
+    model.roi_heads.box_head.register_forward_hook(
+        lambda module, inputs, output: captured.__setitem__("box_features", output.detach().clone())
+    )
 
     model.train()
     t0 = time.perf_counter()
@@ -144,6 +151,7 @@ def run_case(case, out, seed):
         tensors[f"roi_pos{i}"], tensors[f"roi_neg{i}"] = p, n
     for i, b in enumerate(captured["proposals"]):
         tensors[f"prop{i}"] = b
+    tensors["box_features"] = captured["box_features"]
     for k in GRAD_PARAMS:
         tensors[f"grad:{k}"] = params[k].grad
 

@@ -19,6 +19,8 @@ OUT/<name>/:
 It also writes OUT/roi_align/tensors.safetensors: torchvision's MultiScaleRoIAlign and roi_align
 on random feature maps and boxes that include degenerate, border and outside boxes.
 Nothing is downloaded (no pretrained weights are requested).
+
+Tied scores: see `stable_nms_ties`, applied before the model runs.
 """
 
 import argparse
@@ -46,11 +48,38 @@ def main():
         run_case(case, args.out, args.seed)
 
 
+def stable_nms_ties():
+    """Makes torchvision's per-category `batched_nms` order *exactly* equal scores by index.
+
+    Above 1,000 boxes on the CPU, `batched_nms` runs one NMS per category and orders the union
+    of the kept boxes with `scores.sort(descending=True)`, which promises nothing about ties:
+    on an AVX2-only CPU, PyTorch's vectorised sort puts two proposals with bit-identical
+    objectness in the other order than on AVX-512 machines (seen on the negative image of
+    `frcnn_loss_parity`: the proposal lists then disagree at two positions, and the recorded
+    RoI sample indices point at swapped boxes). Both orders are valid torchvision outputs; this
+    wrapper picks the stable one (index order among ties) on every machine, which is what the
+    Rust side does. It keeps torchvision's own NMS and only reorders what that returned.
+    """
+    import torchvision.ops.boxes as box_ops
+
+    vanilla = box_ops._batched_nms_vanilla
+    if getattr(vanilla, "stable_ties", False):
+        return
+
+    def vanilla_stable_ties(boxes, scores, idxs, iou_threshold):
+        keep = vanilla(boxes, scores, idxs, iou_threshold).sort().values  # kept set, index order
+        return keep[scores[keep].sort(descending=True, stable=True)[1]]
+
+    vanilla_stable_ties.stable_ties = True
+    box_ops._batched_nms_vanilla = vanilla_stable_ties
+
+
 def run_case(case, out, seed):
     import torch
     from safetensors.torch import save_file
     from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
+    stable_nms_ties()
     name, nc, min_size, max_size, sizes, post_nms, thresh = case.split(":")
     nc, min_size, max_size, post_nms, thresh = int(nc), int(min_size), int(max_size), int(post_nms), float(thresh)
     sizes = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",")]

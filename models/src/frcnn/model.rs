@@ -102,6 +102,9 @@ pub struct FrcnnTrainStep {
     pub proposals: Vec<Proposals>,
     /// Ground-truth boxes per image, resized with the images.
     pub gt_boxes: Vec<Tensor>,
+    /// `[S, 1024]` the box head's output (after its last ReLU) for the sampled RoIs, image by
+    /// image, each image's in ascending proposal index.
+    pub box_features: Tensor,
 }
 
 /// Faster R-CNN ResNet50-FPN v2.
@@ -346,7 +349,7 @@ impl FasterRcnn {
         let (classifier, box_reg) =
             fastrcnn_loss(&logits, &deltas, &samples, self.loss.classifier_focal)?;
         let losses = FrcnnLosses { objectness, rpn_box_reg, classifier, box_reg };
-        Ok(FrcnnTrainStep { losses, batch, proposals, gt_boxes })
+        Ok(FrcnnTrainStep { losses, batch, proposals, gt_boxes, box_features })
     }
 
     /// Validation in one pass with eval-mode batch norm: the detections (as
