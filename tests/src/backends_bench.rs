@@ -142,6 +142,7 @@ fn bench_scale(
         Ok((torch.postprocess(&pred, &lb)?, fwd.as_secs_f64() * 1e3))
     })?);
     let ort_opts = OrtOptions { threads: Some(cfg.threads), ..OrtOptions::default() };
+    int8_bundle::print_weight_form(&ort_opts);
     let onnx_files = [(ONNX_FP32, "onnxruntime fp32"), (ONNX_INT8, "onnxruntime int8 (Q/DQ)")];
     let mut raw_forward = Vec::new();
     for (file, name) in onnx_files {

@@ -128,6 +128,7 @@ pub fn run(cfg: &FrcnnBench, fracture: &Path, workspace: &Path) -> anyhow::Resul
     int8_bundle::calibrate(fracture, dir.path(), "frcnn", &bundle_dir)?;
     let bundle = Bundle::open(&bundle_dir)?;
     let ort_opts = OrtOptions { threads: Some(cfg.threads), ..OrtOptions::default() };
+    int8_bundle::print_weight_form(&ort_opts);
     let input = {
         let s = images[0].size();
         let resized = model.transform.resize(&images[0]).contiguous();

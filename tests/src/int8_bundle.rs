@@ -25,6 +25,16 @@ pub fn calibrate(fracture: &Path, tmp: &Path, tag: &str, bundle: &Path) -> anyho
     run_quiet(fracture, &[&args[..], &settings[..]].concat())
 }
 
+/// Says which INT8 weights ONNX Runtime's rows run with on this machine (`opts.int8_weights`).
+pub fn print_weight_form(opts: &fracture_runtime::OrtOptions) {
+    let form = if opts.int8_weights.reduced() {
+        "7-bit (re-quantised at load: this CPU's u8×s8 kernels saturate on 8-bit ones)"
+    } else {
+        "8-bit, as in the bundle"
+    };
+    println!("  INT8 weights in ONNX Runtime: {form}");
+}
+
 /// Runs `fracture ARGS`, showing its output only when it fails.
 pub fn run_quiet(fracture: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(fracture).args(args).output().context("running fracture")?;

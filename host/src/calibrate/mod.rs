@@ -179,8 +179,16 @@ pub fn calibrate(req: &CalibrateRequest) -> Result<CalibrationReport, CalibrateE
         })
         .collect();
     let images_manifest = CalibrationManifest::build(&ds.root, &listed)?;
-    let warnings: Vec<String> =
+    let mut warnings: Vec<String> =
         images_manifest.warnings().iter().map(ToString::to_string).collect();
+    if req.ort.int8_weights.reduced() {
+        warnings.push(
+            "INT8 models are scored with 7-bit weights: ONNX Runtime's integer kernels on this \
+             CPU (x86 without VNNI) saturate on the bundle's 8-bit ones. TensorRT and VNNI CPUs \
+             run the 8-bit weights, whose accuracy can differ slightly."
+                .to_string(),
+        );
+    }
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -14,7 +14,7 @@ pub mod yolo_trt;
 
 pub use engine_cache::{CachedEngine, EngineCacheError, Provenance, find_or_build};
 pub use frcnn_ort::{FrcnnGeometry, FrcnnInput, FrcnnOrt, FrcnnOrtError};
-pub use ort_library::{GraphOptimization, OrtLibraryError, OrtOptions};
+pub use ort_library::{GraphOptimization, Int8Weights, OrtLibraryError, OrtOptions};
 pub use ort_model::{OrtModel, OrtModelError};
 pub use yolo_ort::{YoloOrt, YoloOrtError};
 pub use yolo_trt::{YoloTrt, YoloTrtError};

@@ -134,6 +134,65 @@ impl From<GraphOptimization> for ort::session::builder::GraphOptimizationLevel {
     }
 }
 
+/// How a Q/DQ model's int8 convolution weights meet this CPU's integer kernels
+/// (`[model.onnxruntime] int8_weights`).
+///
+/// ONNX Runtime's x86 kernels multiply uint8 activations by int8 weights. Without VNNI
+/// (AVX2, or AVX-512 without VNNI) they add each pair of products into a saturating int16,
+/// which full-range 8-bit weights overflow; 7-bit weights cannot (see
+/// [`fracture_models::onnx::qdq::to_reduced_range_weights`]). On an AVX2-only EPYC the
+/// demo model's stem convolution alone did 0.32 of output damage with 8-bit weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Int8Weights {
+    /// `reduced` where the integer kernels would saturate (x86 without VNNI), else `full`.
+    #[default]
+    Auto,
+    /// The bundle's 8-bit weights as they are.
+    Full,
+    /// Weights re-quantised to 7 bits at load (ONNX Runtime's `reduce_range`).
+    Reduced,
+}
+
+impl Int8Weights {
+    /// Whether weights are re-quantised to 7 bits on this machine.
+    pub fn reduced(self) -> bool {
+        match self {
+            Self::Auto => u8s8_saturates(),
+            Self::Full => false,
+            Self::Reduced => true,
+        }
+    }
+}
+
+impl std::str::FromStr for Int8Weights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "full" => Ok(Self::Full),
+            "reduced" => Ok(Self::Reduced),
+            other => Err(format!("unknown int8 weight form `{other}`: auto|full|reduced")),
+        }
+    }
+}
+
+/// Whether this CPU's uint8 × int8 kernels add product pairs into a saturating int16: x86-64
+/// without AVX-512 VNNI or AVX-VNNI (whose `vpdpbusd` accumulates in int32). ARM's dot-product
+/// and widening kernels do not saturate.
+pub fn u8s8_saturates() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !(std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Session options exposed in the device config and on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,6 +202,8 @@ pub struct OrtOptions {
     pub graph_optimization: GraphOptimization,
     /// Path of `libonnxruntime.so` when it is not in a standard place.
     pub library: Option<PathBuf>,
+    /// 8- or 7-bit convolution weights for INT8 models (default: what this CPU needs).
+    pub int8_weights: Int8Weights,
 }
 
 impl OrtOptions {

@@ -79,7 +79,10 @@ impl OrtModel {
     /// Loads ONNX Runtime (once per process) and opens `path` with `opts`. A Q/DQ model with
     /// int8 activations (a bundle's `model.int8.onnx`, in TensorRT's symmetric form) runs with
     /// uint8 activations around 128 — the same grid, the form ONNX Runtime's integer
-    /// kernels take (see [`fracture_models::onnx::qdq::to_u8_activations`]).
+    /// kernels take (see [`fracture_models::onnx::qdq::to_u8_activations`]) — and, where
+    /// `opts.int8_weights` says so, 7-bit weights ([`Int8Weights`]).
+    ///
+    /// [`Int8Weights`]: crate::ort_library::Int8Weights
     pub fn open(path: &Path, opts: &OrtOptions) -> Result<Self, OrtModelError> {
         use fracture_models::onnx::proto::ModelProto;
         use fracture_models::onnx::qdq;
@@ -89,7 +92,7 @@ impl OrtModel {
         let proto = ModelProto::decode(bytes.as_slice())
             .map_err(|e| open_err(format!("not an ONNX model: {e}")))?;
         if qdq::has_int8_activations(&proto) {
-            let bytes = qdq::to_u8_activations(&proto).encode_to_vec();
+            let bytes = for_integer_kernels(&proto, opts).encode_to_vec();
             return Self::open_with(path, opts, |b| b.commit_from_memory(&bytes));
         }
         Self::open_with(path, opts, |b| b.commit_from_memory(&bytes))
@@ -106,7 +109,7 @@ impl OrtModel {
         use fracture_models::onnx::qdq;
         use prost::Message;
         let bytes = if qdq::has_int8_activations(model) {
-            qdq::to_u8_activations(model).encode_to_vec()
+            for_integer_kernels(model, opts).encode_to_vec()
         } else {
             model.encode_to_vec()
         };
@@ -262,4 +265,16 @@ impl OrtModel {
             })
             .collect()
     }
+}
+
+/// A Q/DQ model in the form ONNX Runtime's CPU integer kernels take: uint8 activations, and
+/// 7-bit weights where `opts.int8_weights` asks for them (by default, on CPUs whose kernels
+/// would saturate on 8-bit ones).
+fn for_integer_kernels(
+    model: &fracture_models::onnx::proto::ModelProto,
+    opts: &OrtOptions,
+) -> fracture_models::onnx::proto::ModelProto {
+    use fracture_models::onnx::qdq;
+    let u8_acts = qdq::to_u8_activations(model);
+    if opts.int8_weights.reduced() { qdq::to_reduced_range_weights(&u8_acts) } else { u8_acts }
 }
