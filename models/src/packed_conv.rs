@@ -6,7 +6,14 @@
 //! [`PackedConv`] does that reorder once, keeps channels-last activations channels-last, and
 //! applies SiLU / ReLU inside the convolution instead of in a separate pass over the output.
 //! `fracture-bench predict` times both in one run: yolo11s at 416, 2 threads, forward 57 ms
-//! packed against 69 ms eager. Results equal `conv2d` + activation to float rounding (the unit
+//! packed against 69 ms eager.
+//!
+//! oneDNN's preferred weight layout depends on the input's size (for a 3×3 convolution it
+//! blocks output channels by 16 at one size and by 32 at another), and a weight packed for
+//! one size reorders itself into the other layout on *every* call at another size: with
+//! rect-letterboxed images of different shapes, ~39 of yolo11s' 86 convolutions did so
+//! (`ONEDNN_VERBOSE=1`). An [`InferenceConv`] therefore keeps one packed copy per input size
+//! it meets, the [`PACKED_SIZES`] most recently used. Results equal `conv2d` + activation to float rounding (the unit
 //! tests below hold them to 1e-5; `yolo_parity` compares whole models).
 //!
 //! Only for float32 CPU tensors that need no gradient; [`PackedConv::pack`] says `None`
@@ -15,7 +22,7 @@
 //! side-by-side timing and for ruling it out when a result looks wrong ([`set_enabled`] does
 //! the same for one thread from code).
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char};
 use std::sync::OnceLock;
 
@@ -184,9 +191,22 @@ impl PackedConv {
     }
 }
 
+/// How many input sizes an [`InferenceConv`] keeps a packed weight for. A rect letterbox
+/// at 416 gives one shape per aspect-ratio bucket (the benchmark's six images: five shapes);
+/// each copy costs the layer's weight again (yolo11s: 38 MB for all layers).
+pub const PACKED_SIZES: usize = 8;
+
+/// A packed weight and the input size it was packed for (`None`: packing refused there).
+#[derive(Debug)]
+struct PackedFor {
+    input_size: Vec<i64>,
+    conv: Option<PackedConv>,
+}
+
 /// A convolution with fixed weights (batch norm already folded in) and its activation, for
-/// inference: prepacked on its first CPU float32 call, eager `conv2d` wherever packing does
-/// not apply (CUDA, other kinds, packing switched off).
+/// inference: prepacked on its first CPU float32 call at each input size (the
+/// [`PACKED_SIZES`] most recent kept), eager `conv2d` wherever packing does not apply (CUDA,
+/// other kinds, packing switched off).
 #[derive(Debug)]
 pub struct InferenceConv {
     /// `[c_out, c_in / groups, k, k]`.
@@ -197,7 +217,8 @@ pub struct InferenceConv {
     padding: i64,
     groups: i64,
     act: Activation,
-    packed: OnceCell<Option<PackedConv>>,
+    /// Least recently used first.
+    packed: RefCell<Vec<PackedFor>>,
 }
 
 impl InferenceConv {
@@ -209,7 +230,7 @@ impl InferenceConv {
         groups: i64,
         act: Activation,
     ) -> Self {
-        Self { weight, bias, stride, padding, groups, act, packed: OnceCell::new() }
+        Self { weight, bias, stride, padding, groups, act, packed: RefCell::new(Vec::new()) }
     }
 
     /// `[c_out, c_in / groups, k, k]`.
@@ -222,16 +243,47 @@ impl InferenceConv {
         &self.bias
     }
 
+    /// Calls `f` with the weight packed for `input_size` (packing it first when this size is
+    /// new, dropping the least recently used size beyond [`PACKED_SIZES`]).
+    fn with_packed<R>(&self, input_size: &[i64], f: impl FnOnce(Option<&PackedConv>) -> R) -> R {
+        let mut packed = self.packed.borrow_mut();
+        match packed.iter().position(|p| p.input_size == input_size) {
+            Some(i) => {
+                let hit = packed.remove(i);
+                packed.push(hit);
+            }
+            None => {
+                let (w, b) = (&self.weight, Some(&self.bias));
+                let conv = PackedConv::pack(
+                    w,
+                    b,
+                    self.stride,
+                    self.padding,
+                    self.groups,
+                    self.act,
+                    input_size,
+                );
+                if packed.len() >= PACKED_SIZES {
+                    packed.remove(0);
+                }
+                packed.push(PackedFor { input_size: input_size.to_vec(), conv });
+            }
+        }
+        f(packed.last().and_then(|p| p.conv.as_ref()))
+    }
+
+    /// The input sizes a packed weight is kept for, least recently used first.
+    pub fn packed_sizes(&self) -> Vec<Vec<i64>> {
+        self.packed.borrow().iter().map(|p| p.input_size.clone()).collect()
+    }
+
     /// `act(conv2d(x))`, `[n, c_in, h, w]` -> `[n, c_out, h', w']`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if !x.requires_grad() && enabled() {
-            let packed = self.packed.get_or_init(|| {
-                let (w, b) = (&self.weight, Some(&self.bias));
-                PackedConv::pack(w, b, self.stride, self.padding, self.groups, self.act, &x.size())
-            });
-            if let Some(Ok(y)) = packed.as_ref().map(|p| p.forward(x)) {
-                return y;
-            }
+        if !x.requires_grad()
+            && enabled()
+            && let Some(Ok(y)) = self.with_packed(&x.size(), |p| p.map(|p| p.forward(x)))
+        {
+            return y;
         }
         let mut y =
             x.conv2d(&self.weight, Some(&self.bias), self.stride, self.padding, 1, self.groups);
@@ -299,6 +351,41 @@ mod tests {
                 assert!(diff < 1e-5, "{c1}->{c2} k{k} s{s} g{g} at {h}x{wd}: max diff {diff}");
             }
         }
+    }
+
+    /// One packed weight per input size, the most recent [`PACKED_SIZES`] kept, each giving
+    /// `conv2d`'s result at its size.
+    #[test]
+    fn keeps_a_packed_weight_per_input_size() {
+        tch::manual_seed(5);
+        let w = Tensor::randn([32, 16, 3, 3], (Kind::Float, Device::Cpu)) * 0.1;
+        let b = Tensor::randn([32], (Kind::Float, Device::Cpu));
+        let conv = InferenceConv::new(w.copy(), b.copy(), 1, 1, 1, Activation::Silu);
+        let sizes: Vec<[i64; 4]> =
+            (0..PACKED_SIZES as i64 + 2).map(|i| [1, 16, 8 + 4 * i, 12]).collect();
+        let run = |size: [i64; 4]| {
+            let x = channels_last(&Tensor::randn(size, (Kind::Float, Device::Cpu)));
+            let diff = (conv.forward(&x) - reference(&x, &w, &b, 1, 1, 1, Activation::Silu))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-5, "at {size:?}: max diff {diff}");
+        };
+        if !enabled() {
+            return; // no oneDNN here: eager conv2d only, nothing is packed
+        }
+        run(sizes[0]);
+        run(sizes[1]);
+        run(sizes[0]); // a hit: moves to the back
+        assert_eq!(conv.packed_sizes(), vec![sizes[1].to_vec(), sizes[0].to_vec()]);
+        for &size in &sizes[2..] {
+            run(size);
+        }
+        let kept = conv.packed_sizes();
+        assert_eq!(kept.len(), PACKED_SIZES);
+        // The two least recently used (sizes[1], then sizes[0]) went first.
+        assert!(!kept.contains(&sizes[1].to_vec()) && !kept.contains(&sizes[0].to_vec()));
+        assert_eq!(kept.last(), Some(&sizes[PACKED_SIZES + 1].to_vec()));
     }
 
     #[test]
